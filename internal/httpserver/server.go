@@ -1,0 +1,122 @@
+// Package httpserver serves memoflow's HTTP endpoints: the APIs stages
+// register, Prometheus /metrics, /healthz (the process is alive) and /readyz
+// (every readiness check passes).
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check reports whether a dependency is ready; nil means ready.
+type Check func(ctx context.Context) error
+
+// Server is the process's one HTTP server.
+type Server struct {
+	Mux *http.ServeMux
+
+	mu     sync.Mutex
+	checks map[string]Check
+	srv    *http.Server
+	ln     net.Listener
+}
+
+// New returns a server exposing gatherer at /metrics.
+func New(gatherer prometheus.Gatherer) *Server {
+	s := &Server{Mux: http.NewServeMux(), checks: map[string]Check{}}
+	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	s.Mux.HandleFunc("GET /readyz", s.readyz)
+	return s
+}
+
+// AddCheck registers a readiness check under name.
+func (s *Server) AddCheck(name string, c Check) {
+	s.mu.Lock()
+	s.checks[name] = c
+	s.mu.Unlock()
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.checks))
+	for n := range s.checks {
+		names = append(names, n)
+	}
+	checks := make(map[string]Check, len(s.checks))
+	for k, v := range s.checks {
+		checks[k] = v
+	}
+	s.mu.Unlock()
+	sort.Strings(names)
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := http.StatusOK
+	body := ""
+	for _, n := range names {
+		if err := checks[n](ctx); err != nil {
+			status = http.StatusServiceUnavailable
+			body += fmt.Sprintf("%s: not ready: %v\n", n, err)
+		} else {
+			body += n + ": ok\n"
+		}
+	}
+	if len(names) == 0 {
+		status, body = http.StatusServiceUnavailable, "starting\n"
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	fmt.Fprint(w, body)
+}
+
+// ErrAddrInUse is returned by Listen when the address is taken.
+var ErrAddrInUse = errors.New("already in use")
+
+// Listen binds addr (so a port in use is reported before anything starts)
+// and serves in the background.
+func (s *Server) Listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("http: %s is %w; stop what uses it or choose another with --http-addr", addr, ErrAddrInUse)
+		}
+		return fmt.Errorf("http: listen on %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.Mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	go func() { _ = s.srv.Serve(ln) }()
+	return nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Shutdown stops accepting and waits for requests in flight.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	return s.srv.Shutdown(ctx)
+}

@@ -1,0 +1,97 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Topic names: the one catalogue of what flows where. docs/ARCHITECTURE.md
+// describes each record format.
+const (
+	TopicIngest   = "memo.ingest"   // accepted MeMo shipments, key messageUUID (ingest → parse)
+	TopicValid    = "memo.valid"    // parsed+validated compact records (parse/validate → schedule)
+	TopicHeld     = "memo.held"     // messages held until their value date (schedule's changelog)
+	TopicReady    = "memo.ready"    // released for routing (schedule → route)
+	TopicRouted   = "memo.routed"   // routed, key = destination system (route → deliver)
+	TopicRetry    = "memo.retry"    // delivery attempts due later (deliver → deliver)
+	TopicEvents   = "memo.events"   // lifecycle events, metadata only (every stage → eventlog)
+	TopicReceipts = "memo.receipts" // technical and business receipts to senders
+	TopicRegistry = "memo.registry" // registry changes, compacted (admin → route, deliver, ingest)
+	TopicDLQ      = "memo.dlq"      // poison records with error headers
+)
+
+// TopicSpec is one entry of the catalogue.
+type TopicSpec struct {
+	Name string
+	// Compacted topics keep the last record per key forever (state).
+	Compacted bool
+	// Retention for non-compacted topics; 0 means the catalogue default.
+	Retention time.Duration
+	Purpose   string
+}
+
+// Catalogue lists every topic memoflow uses.
+var Catalogue = []TopicSpec{
+	{Name: TopicIngest, Purpose: "accepted MeMo messages as submitted (original bytes or claim-check reference)"},
+	{Name: TopicValid, Purpose: "parsed and validated messages as compact records"},
+	{Name: TopicHeld, Purpose: "messages held until their value date, and their releases and recalls"},
+	{Name: TopicReady, Purpose: "messages due for routing"},
+	{Name: TopicRouted, Purpose: "messages with their destination system, partitioned by destination"},
+	{Name: TopicRetry, Purpose: "delivery attempts scheduled for later"},
+	{Name: TopicEvents, Purpose: "lifecycle and admin events (metadata only) for the ClickHouse event log"},
+	{Name: TopicReceipts, Purpose: "technical and business receipts for sender systems"},
+	{Name: TopicRegistry, Compacted: true, Purpose: "organisations, systems, contact structures (source of truth)"},
+	{Name: TopicDLQ, Retention: 30 * 24 * time.Hour, Purpose: "records no stage could process, with error headers"},
+}
+
+// TopicOptions say how EnsureTopics creates topics.
+type TopicOptions struct {
+	Partitions  int
+	Replication int
+	// Retention is the default retention.ms of non-compacted topics. With
+	// the embedded broker it also bounds the disk a long run uses.
+	Retention time.Duration
+	// SegmentBytes, when set, rolls segments small enough for retention to
+	// reclaim space during a run.
+	SegmentBytes int
+}
+
+// EnsureTopics creates every catalogue topic that does not exist yet. It is
+// idempotent: existing topics are left as they are (partitions are never
+// decreased; an operator changes them deliberately).
+func EnsureTopics(ctx context.Context, adm *kadm.Client, o TopicOptions, specs ...TopicSpec) error {
+	if len(specs) == 0 {
+		specs = Catalogue
+	}
+	for _, s := range specs {
+		cfg := map[string]*string{}
+		if s.Compacted {
+			cfg["cleanup.policy"] = kadm.StringPtr("compact")
+		} else {
+			ret := s.Retention
+			if ret == 0 {
+				ret = o.Retention
+			}
+			if ret > 0 {
+				cfg["retention.ms"] = kadm.StringPtr(strconv.FormatInt(ret.Milliseconds(), 10))
+			}
+		}
+		if o.SegmentBytes > 0 {
+			cfg["segment.bytes"] = kadm.StringPtr(strconv.Itoa(o.SegmentBytes))
+		}
+		resp, err := adm.CreateTopic(ctx, int32(o.Partitions), int16(o.Replication), cfg, s.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
