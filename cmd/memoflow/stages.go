@@ -85,6 +85,7 @@ func runStages(ctx context.Context, a *app, defs []stageDef) (wait func() error,
 		}()
 	}
 	return func() error {
+		defer cancel()
 		// Until a signal or a fatal stage error ends ctx.
 		<-ctx.Done()
 		wg.Wait()
