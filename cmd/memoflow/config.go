@@ -108,6 +108,10 @@ func bindConfig(cmd *cobra.Command) *Config {
 // that order of precedence, then validates.
 func loadConfig(cmd *cobra.Command, c *Config) error {
 	fs := cmd.Flags()
+	// The flags share memory with c, and the file is decoded into c: keep
+	// the command line's values to apply them again last.
+	given := map[string]string{}
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = f.Value.String() })
 	path, _ := fs.GetString("config")
 	if path == "" {
 		path = os.Getenv("MEMOFLOW_CONFIG")
@@ -165,7 +169,7 @@ func loadConfig(cmd *cobra.Command, c *Config) error {
 		if f.Name == "config" || flagErr != nil {
 			return
 		}
-		if err := f.Value.Set(f.Value.String()); err != nil {
+		if err := f.Value.Set(given[f.Name]); err != nil {
 			flagErr = usageErr(fmt.Errorf("--%s: %v", f.Name, err))
 		}
 	})

@@ -80,6 +80,9 @@ func Start(cfg Config, extra ...kfake.Opt) (*Broker, error) {
 		kfake.ClusterID("memoflow-embedded"),
 		kfake.DataDir(cfg.DataDir),
 		kfake.DefaultNumPartitions(12),
+		// Like Kafka's default auto.create.topics.enable=true, so tools
+		// such as kcat work as they would against a real broker.
+		kfake.AllowAutoTopicCreation(),
 		kfake.BrokerConfigs(map[string]string{
 			"log.cleaner.backoff.ms": strconv.Itoa(cfg.CleanerBackoffMs),
 			// Room for a claim-check threshold of up to a few MB per record.
