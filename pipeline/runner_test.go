@@ -104,6 +104,9 @@ func TestMemberLeavesMidBatch(t *testing.T) {
 	if err := stopA(); err != nil {
 		t.Fatal(err)
 	}
+	if a.revoked.Load() == 0 {
+		t.Error("the first member was never told about revoked partitions (RevokeListener)")
+	}
 	if aborts := testutil.ToFloat64(m.TxnAborts.WithLabelValues("copy")); aborts == 0 {
 		t.Fatal("no transaction was aborted by the rebalance; the test did not exercise the abort path")
 	} else {

@@ -42,6 +42,14 @@ type Sink interface {
 	Write(ctx context.Context, b *Batch) error
 }
 
+// RevokeListener is implemented by stages that keep per-partition state
+// (for example what a sink knows an external system already holds). The
+// runtime calls PartitionsRevoked when partitions are revoked or lost, so
+// the stage treats them as unknown when they come back.
+type RevokeListener interface {
+	PartitionsRevoked(map[string][]int32)
+}
+
 // Batch is the unit crossing the stage boundary: the records of one or more
 // polls, in per-partition order, and what the stage emitted for them.
 type Batch struct {

@@ -21,9 +21,17 @@ type copyStage struct {
 	failFirst atomic.Int64 // transient failures before succeeding
 	onBatch   func(n int)  // called per successful batch
 	fatal     atomic.Bool  // return a fatal error
+	revoked   atomic.Int64 // partitions revoked (RevokeListener)
 }
 
 func (c *copyStage) Name() string { return "copy" }
+
+// PartitionsRevoked makes copyStage a RevokeListener.
+func (c *copyStage) PartitionsRevoked(m map[string][]int32) {
+	for _, ps := range m {
+		c.revoked.Add(int64(len(ps)))
+	}
+}
 
 func (c *copyStage) Transform(ctx context.Context, b *Batch) error {
 	if c.fatal.Load() {
