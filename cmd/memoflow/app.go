@@ -28,11 +28,13 @@ type app struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	metrics  *pipeline.Metrics
-	kprom    *kprom.Metrics
 	http     *httpserver.Server
 	broker   *embedded.Broker
 	profiler *pyroscope.Profiler
 	closers  []func()
+	deps     deps
+	// generate allows creating local secrets and demo tokens (memoflow run).
+	generate bool
 }
 
 func newApp(cfg *Config, stderr io.Writer) *app {
@@ -41,7 +43,6 @@ func newApp(cfg *Config, stderr io.Writer) *app {
 	slog.SetDefault(a.log)
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = pipeline.NewMetrics(a.reg)
-	a.kprom = kprom.NewMetrics("memoflow_kafka", kprom.Registerer(a.reg), kprom.WithClientLabel())
 	a.http = httpserver.New(a.reg)
 	return a
 }
@@ -54,6 +55,13 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// kafkaMetrics returns franz-go metrics for one client. kprom binds its
+// collectors to one client, so each client gets its own, told apart by the
+// client_id label (every client's id is unique in the process).
+func (a *app) kafkaMetrics() *kprom.Metrics {
+	return kprom.NewMetrics("memoflow_kafka", kprom.Registerer(a.reg), kprom.WithClientLabel())
 }
 
 // startProfiling turns on continuous profiling when --pyroscope-url is set.
@@ -108,7 +116,7 @@ func (a *app) connectKafka(ctx context.Context) (*kgo.Client, error) {
 	if err != nil {
 		return nil, usageErr(err)
 	}
-	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(a.kprom))...)
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(a.kafkaMetrics()), kgo.ClientID(a.cfg.Kafka.ClientID+"-admin"))...)
 	if err != nil {
 		return nil, usageErr(fmt.Errorf("kafka: %w", err))
 	}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +33,7 @@ func newRunCmd() *cobra.Command {
 		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		a := newApp(cfg, cmd.ErrOrStderr())
+		a.generate = true
 		defer a.close()
 		// Bind the HTTP port first: a port in use fails before anything starts.
 		if err := a.http.Listen(cfg.HTTP.Addr); err != nil {
@@ -49,8 +52,11 @@ func newRunCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "memoflow ready: api=http://%s metrics=http://%s/metrics health=http://%s/readyz kafka=%s stages=%s\n",
-			a.http.Addr(), a.http.Addr(), a.http.Addr(), cfg.Kafka.Brokers, strings.Join(namesOf(defs), ","))
+		fmt.Fprintf(cmd.OutOrStdout(), "memoflow ready: api=http://%s metrics=http://%s/metrics health=http://%s/readyz kafka=%s clickhouse=%s stages=%s\n",
+			a.http.Addr(), a.http.Addr(), a.http.Addr(), cfg.Kafka.Brokers, cfg.ClickHouse.Addr, strings.Join(namesOf(defs), ","))
+		if tf := filepath.Join(cfg.VarDir, "demo", "sender.token"); fileExists(tf) && cfg.Auth.TokensFile == "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "demo sender token in %s (organisation %s); send with: curl -H \"Authorization: Bearer $(cat %s)\" -H \"Content-Type: application/xml\" --data-binary @msg.xml \"http://%s/apis/v1/memos/?memo-message-uuid=<uuid>\"\n", tf, demoOrg, tf, a.http.Addr())
+		}
 		err = wait()
 		shutdownHTTP(a)
 		if err != nil {
@@ -60,6 +66,11 @@ func newRunCmd() *cobra.Command {
 		return nil
 	}
 	return cmd
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func namesOf(defs []stageDef) []string {

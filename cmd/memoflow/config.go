@@ -12,8 +12,13 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/internal/embedded"
 	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/schemas/chddl"
+	"github.com/memoflow/memoflow/schemas/events"
+	"github.com/memoflow/memoflow/stages/eventlog"
+	"github.com/memoflow/memoflow/stages/ingest"
 )
 
 // Config is the whole configuration of a memoflow process. Precedence, low to
@@ -27,6 +32,20 @@ type Config struct {
 	Kafka     pipeline.KafkaConfig  `yaml:"kafka"`
 	Runner    pipeline.RunnerConfig `yaml:"runner"`
 	Broker    embedded.Config       `yaml:"broker"`
+	// Everything below is read by the stages that need it.
+	ClickHouse chconn.Config          `yaml:"clickhouse"`
+	Schema     chddl.Options          `yaml:"schema"`
+	EventLog   eventlog.Config        `yaml:"eventlog"`
+	Pseudonym  events.PseudonymConfig `yaml:"pseudonym"`
+	Ingest     ingest.Config          `yaml:"ingest"`
+	Auth       AuthConfig             `yaml:"auth"`
+}
+
+// AuthConfig says where API tokens come from.
+type AuthConfig struct {
+	// TokensFile is a YAML list of {token_sha256, id, org, roles}. `memoflow
+	// run` creates one with a demo sender when it does not exist.
+	TokensFile string `yaml:"tokens_file"`
 }
 
 type HTTPConfig struct {
@@ -51,6 +70,12 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Kafka.RegisterFlags(fs)
 	c.Runner.RegisterFlags(fs)
 	c.Broker.RegisterFlags(fs)
+	c.ClickHouse.RegisterFlags(fs)
+	c.Schema.RegisterFlags(fs)
+	c.EventLog.RegisterFlags(fs)
+	c.Pseudonym.RegisterFlags(fs)
+	c.Ingest.RegisterFlags(fs)
+	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "YAML file of API token hashes and their principals (default for run: <var-dir>/tokens.yaml)")
 }
 
 func (c *Config) Validate() error {
@@ -76,7 +101,13 @@ func (c *Config) Validate() error {
 	if err := c.Runner.Validate(); err != nil {
 		return err
 	}
-	return c.Broker.Validate()
+	if err := c.Broker.Validate(); err != nil {
+		return err
+	}
+	if err := c.ClickHouse.Validate(); err != nil {
+		return err
+	}
+	return c.Ingest.Validate()
 }
 
 // envPrefix names the environment variables: MEMOFLOW_ + the flag name in
@@ -188,6 +219,9 @@ var errEOF = errors.New("EOF")
 func (c Config) redacted() Config {
 	if c.Kafka.SASLPassword != "" {
 		c.Kafka.SASLPassword = "<redacted>"
+	}
+	if c.ClickHouse.Password != "" {
+		c.ClickHouse.Password = "<redacted>"
 	}
 	return c
 }

@@ -18,6 +18,9 @@ type stageDef struct {
 	inputs []string
 	help   string
 	build  func(ctx context.Context, a *app) (pipeline.Stage, error)
+	// api mounts the stage's HTTP handlers (stages that serve requests
+	// instead of consuming a topic).
+	api func(ctx context.Context, a *app) error
 }
 
 // stageDefs is filled by the stage_*.go files of this package.
@@ -51,13 +54,20 @@ func runStages(ctx context.Context, a *app, defs []stageDef) (wait func() error,
 	}
 	var runners []built
 	for _, d := range defs {
+		if d.api != nil {
+			if err := d.api(ctx, a); err != nil {
+				cancel()
+				return nil, fmt.Errorf("stage %s: %w", d.name, err)
+			}
+			continue
+		}
 		st, err := d.build(ctx, a)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("stage %s: %w", d.name, err)
 		}
 		r, err := pipeline.NewRunner(st, d.inputs, a.cfg.Kafka, a.cfg.Runner,
-			pipeline.WithLogger(a.log), pipeline.WithMetrics(a.metrics), pipeline.WithHooks(a.kprom))
+			pipeline.WithLogger(a.log), pipeline.WithMetrics(a.metrics), pipeline.WithHooks(a.kafkaMetrics()))
 		if err != nil {
 			cancel()
 			return nil, usageErr(fmt.Errorf("stage %s: %w", d.name, err))
