@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"syscall"
@@ -40,6 +41,12 @@ func New(gatherer prometheus.Gatherer) *Server {
 		fmt.Fprintln(w, "ok")
 	})
 	s.Mux.HandleFunc("GET /readyz", s.readyz)
+	// Go's profiler, for `go tool pprof http://host/debug/pprof/profile`.
+	// The HTTP address is an operator interface (127.0.0.1 by default).
+	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	s.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	return s
 }
 

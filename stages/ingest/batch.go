@@ -28,7 +28,21 @@ type BatchReceipt struct {
 	Accepted       int            `json:"accepted"`
 	Rejected       int            `json:"rejected"`
 	RejectedByCode map[string]int `json:"rejectedByCode,omitempty"`
+	// Rejections names each message refused at once (up to maxRejections),
+	// so a client can report per message without waiting for receipts.
+	Rejections []Rejection `json:"rejections,omitempty"`
 }
+
+// Rejection is one message of a batch refused at once.
+type Rejection struct {
+	File         string `json:"file"`
+	MessageUUID  string `json:"messageUUID,omitempty"`
+	ErrorCode    string `json:"errorCode"`
+	ErrorMessage string `json:"errorMessage"`
+}
+
+// maxRejections bounds the list in one answer; the counts stay exact.
+const maxRejections = 10000
 
 // submitBatch streams a tar(+LZMA) batch: each MeMo is checked like a
 // single submission and produced as soon as it is read, so a 99.5 MB batch
@@ -88,6 +102,9 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request, p *auth.Princi
 		if rj != nil {
 			br.Rejected++
 			br.RejectedByCode[rj.code]++
+			if len(br.Rejections) < maxRejections {
+				br.Rejections = append(br.Rejections, Rejection{File: e.Name, MessageUUID: uuid, ErrorCode: rj.code, ErrorMessage: rj.message})
+			}
 			a.emitReceipt(ctx, tid, uuid, p, rj)
 			continue
 		}

@@ -88,6 +88,13 @@ func New(cfg Config, tokens auth.Store, producer *kgo.Client, log *slog.Logger) 
 func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST /apis/v1/memos/", auth.Require(a.tokens, http.HandlerFunc(a.submit), auth.RoleSender))
 	mux.Handle("POST /apis/v1/memos", auth.Require(a.tokens, http.HandlerFunc(a.submit), auth.RoleSender))
+	mux.Handle("GET /apis/v1/whoami", auth.Require(a.tokens, http.HandlerFunc(whoami)))
+}
+
+// whoami tells a caller who its token says it is (clients use it to send
+// as their own organisation).
+func whoami(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, auth.FromContext(r.Context()))
 }
 
 // rejection is a submission refused at once.
