@@ -148,6 +148,10 @@ start() {
     echo "clickhouse $v already answers on $HOST:$TCP_PORT (not started by this script; using it)"
     return 0
   fi
+  if pid=$(our_pid); then
+    # Never start a second server on the same data directory.
+    die "clickhouse server pid $pid (data $CH_DIR) is alive but does not answer on $HOST:$TCP_PORT; see $LOG_DIR/server.err.log, or run: $0 stop"
+  fi
   for port in $TCP_PORT $HTTP_PORT; do
     if port_open "$HOST" "$port"; then
       die "port $port on $HOST is in use by something else ($(listener "$port")); free it or set CLICKHOUSE_ADDR to a running ClickHouse"

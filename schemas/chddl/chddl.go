@@ -44,15 +44,15 @@ var (
 
 // Options say where the schema lives and how it is parametrised.
 type Options struct {
-	// Database holds every table (default "memoflow"); usually
-	// chconn.Config.Database.
-	Database string
+	// Database holds every table (default "memoflow"); set it from
+	// chconn.Config.Database, the one place it is configured.
+	Database string `yaml:"-"`
 	// Retention of the event log (default 5 years).
-	Retention time.Duration
+	Retention time.Duration `yaml:"retention"`
 	// Cluster, when set, will put ON CLUSTER on every statement. The
 	// templates already carry the clause; what is missing is Replicated
 	// engines and a distributed schema_migrations, so Validate refuses it.
-	Cluster string
+	Cluster string `yaml:"cluster"`
 }
 
 // RegisterFlags binds the retention flag (the database comes from

@@ -44,8 +44,8 @@ type Config struct {
 	Database string `yaml:"-"`
 	// VerifyEveryBatch checks ClickHouse for already-written rows before
 	// every insert instead of only when the outcome of earlier writes is
-	// unknown. Needed only if the runtime cannot tell the sink about
-	// revoked partitions (PartitionsRevoked); it costs one query per batch.
+	// unknown. Needed only under a runtime that does not report revoked
+	// partitions (pipeline.RevokeListener); it costs one query per batch.
 	VerifyEveryBatch bool `yaml:"verify_every_batch"`
 }
 
@@ -98,7 +98,10 @@ type Sink struct {
 
 type span struct{ lo, hi int64 }
 
-var _ pipeline.Sink = (*Sink)(nil)
+var (
+	_ pipeline.Sink           = (*Sink)(nil)
+	_ pipeline.RevokeListener = (*Sink)(nil)
+)
 
 // New returns the sink. The schema must exist (chddl.Migrate).
 func New(conn driver.Conn, cfg Config, opts ...Option) (*Sink, error) {
@@ -133,8 +136,8 @@ func (s *Sink) Name() string { return "eventlog" }
 
 // PartitionsRevoked tells the sink it no longer owns these partitions, so
 // another consumer may write them before they come back: their next batch
-// is checked against ClickHouse. The map has the shape of kgo's
-// OnPartitionsRevoked/OnPartitionsLost argument.
+// is checked against ClickHouse. The runtime calls it (pipeline.RevokeListener)
+// from kgo's OnPartitionsRevoked and OnPartitionsLost.
 func (s *Sink) PartitionsRevoked(revoked map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -170,7 +173,9 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		}
 	}
 
-	s.cols.reset()
+	// Empty the columns on the way out, so they do not pin this batch's
+	// records until the next Write.
+	defer s.cols.reset()
 	skipped := 0
 	for _, r := range b.Records {
 		var err error
