@@ -24,14 +24,17 @@ const (
 	TopicReceipts = "memo.receipts" // technical and business receipts to senders
 	TopicRegistry = "memo.registry" // registry changes, compacted (admin → route, deliver, ingest)
 	TopicDLQ      = "memo.dlq"      // poison records with error headers
+	TopicDedup    = "memo.dedup"    // messageUUID → verdict, compacted (validate's idempotency state)
 )
 
 // TopicSpec is one entry of the catalogue.
 type TopicSpec struct {
 	Name string
-	// Compacted topics keep the last record per key forever (state).
+	// Compacted topics keep the last record per key (state); with a
+	// Retention they also forget keys older than it (compact,delete).
 	Compacted bool
-	// Retention for non-compacted topics; 0 means the catalogue default.
+	// Retention; 0 means the catalogue default for non-compacted topics
+	// and forever for compacted ones.
 	Retention time.Duration
 	Purpose   string
 }
@@ -48,6 +51,7 @@ var Catalogue = []TopicSpec{
 	{Name: TopicReceipts, Purpose: "technical and business receipts for sender systems"},
 	{Name: TopicRegistry, Compacted: true, Purpose: "organisations, systems, contact structures (source of truth)"},
 	{Name: TopicDLQ, Retention: 30 * 24 * time.Hour, Purpose: "records no stage could process, with error headers"},
+	{Name: TopicDedup, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "messageUUID → first verdict: the idempotency window (same partitioning as memo.ingest)"},
 }
 
 // TopicOptions say how EnsureTopics creates topics.
@@ -73,6 +77,10 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, o TopicOptions, specs .
 		cfg := map[string]*string{}
 		if s.Compacted {
 			cfg["cleanup.policy"] = kadm.StringPtr("compact")
+			if s.Retention > 0 {
+				cfg["cleanup.policy"] = kadm.StringPtr("compact,delete")
+				cfg["retention.ms"] = kadm.StringPtr(strconv.FormatInt(s.Retention.Milliseconds(), 10))
+			}
 		} else {
 			ret := s.Retention
 			if ret == 0 {

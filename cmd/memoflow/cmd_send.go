@@ -66,7 +66,11 @@ Exit status: 0 all accepted, 1 some rejected or the send failed, 2 usage.`,
 				if err != nil {
 					return usageErr(fmt.Errorf("--attachment-size: %v", err))
 				}
-				src = sendclient.NewGenSource(generate, memo.GenConfig{Seed: seed, SenderCVRs: []string{who.Org}, AttachmentSize: size})
+				// Today's midnight as the generator's clock: a rerun the same
+				// day regenerates byte-identical messages, which the pipeline
+				// recognises as resends of the same messageUUIDs.
+				today := time.Now().UTC().Truncate(24 * time.Hour)
+				src = sendclient.NewGenSource(generate, memo.GenConfig{Seed: seed, Now: today, SenderCVRs: []string{who.Org}, AttachmentSize: size})
 			} else if st, statErr := os.Stat(args[0]); statErr == nil && st.IsDir() {
 				src, err = sendclient.NewDirSource(args[0])
 			} else {

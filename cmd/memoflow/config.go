@@ -19,6 +19,7 @@ import (
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/stages/eventlog"
 	"github.com/memoflow/memoflow/stages/ingest"
+	"github.com/memoflow/memoflow/stages/validate"
 )
 
 // Config is the whole configuration of a memoflow process. Precedence, low to
@@ -38,6 +39,7 @@ type Config struct {
 	EventLog   eventlog.Config        `yaml:"eventlog"`
 	Pseudonym  events.PseudonymConfig `yaml:"pseudonym"`
 	Ingest     ingest.Config          `yaml:"ingest"`
+	Validation validate.Config        `yaml:"validate"`
 	Auth       AuthConfig             `yaml:"auth"`
 }
 
@@ -75,6 +77,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.EventLog.RegisterFlags(fs)
 	c.Pseudonym.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
+	c.Validation.RegisterFlags(fs)
 	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "YAML file of API token hashes and their principals (default for run: <var-dir>/tokens.yaml)")
 }
 
@@ -107,7 +110,10 @@ func (c *Config) Validate() error {
 	if err := c.ClickHouse.Validate(); err != nil {
 		return err
 	}
-	return c.Ingest.Validate()
+	if err := c.Ingest.Validate(); err != nil {
+		return err
+	}
+	return c.Validation.Validate()
 }
 
 // envPrefix names the environment variables: MEMOFLOW_ + the flag name in

@@ -4,6 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/stages/eventlog"
 	"github.com/memoflow/memoflow/stages/ingest"
@@ -43,7 +47,32 @@ func init() {
 				if err != nil {
 					return nil, err
 				}
-				return validate.New(p, time.Now), nil
+				st := validate.New(p, time.Now)
+				if a.cfg.Validation.Dedup {
+					opts, err := a.cfg.Kafka.ClientOpts()
+					if err != nil {
+						return nil, usageErr(err)
+					}
+					d, err := validate.NewDedup(append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-dedup")),
+						validate.DedupConfig{MaxEntries: a.cfg.Validation.DedupMaxEntries}, a.log.With("stage", "validate"))
+					if err != nil {
+						return nil, err
+					}
+					a.closers = append(a.closers, d.Close)
+					st.Dedup = d
+					dups := promauto.With(a.reg).NewCounterVec(prometheus.CounterOpts{
+						Namespace: "memoflow", Name: "validate_duplicates_total",
+						Help: "Resent messageUUIDs: same content dropped (kind=same), different content rejected (kind=conflict).",
+					}, []string{"kind"})
+					st.Duplicates = func(conflict bool) {
+						if conflict {
+							dups.WithLabelValues("conflict").Inc()
+						} else {
+							dups.WithLabelValues("same").Inc()
+						}
+					}
+				}
+				return st, nil
 			},
 		},
 		stageDef{

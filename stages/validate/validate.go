@@ -17,6 +17,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+
+	"github.com/spf13/pflag"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -34,6 +37,11 @@ type Stage struct {
 	// Bodies loads a claim-checked MeMo from the blob store (nil: none
 	// configured; a claim-checked record is then poison).
 	Bodies func(ctx context.Context, key string) ([]byte, error)
+	// Dedup, when set, makes messageUUID the idempotency key.
+	Dedup *Dedup
+	// Duplicates counts dropped same-content resends and rejected
+	// different-content reuses (may be nil).
+	Duplicates func(conflict bool)
 
 	env records.Envelope // reused: Append copies it into the record
 }
@@ -52,6 +60,15 @@ func (s *Stage) Name() string { return "validate" }
 // the clock), as the runtime requires.
 func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 	opts := memo.ValidateOptions{Now: s.now}
+	if s.Dedup != nil {
+		parts := map[int32]bool{}
+		for _, r := range b.Records {
+			parts[r.Partition] = true
+		}
+		if err := s.Dedup.Sync(ctx, parts); err != nil {
+			return err
+		}
+	}
 	for _, r := range b.Records {
 		meta := records.ReadIngestMeta(r)
 		if meta.MessageUUID == "" || meta.SenderOrg == "" {
@@ -69,12 +86,55 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 				return pipeline.Transient(err)
 			}
 		}
+		var sum [32]byte
+		if h, err := hex.DecodeString(meta.ContentSHA256); err == nil && len(h) == 32 {
+			copy(sum[:], h)
+		} else {
+			sum = sha256.Sum256(body)
+		}
 		opts.ExpectedUUID = meta.MessageUUID
+		if s.Dedup != nil {
+			switch v, prev := s.Dedup.Check(meta.MessageUUID, sum, r.Partition, r.Offset); v {
+			case verdictSame:
+				// Already decided and receipted: no second delivery.
+				if s.Duplicates != nil {
+					s.Duplicates(false)
+				}
+				continue
+			case verdictConflict:
+				if s.Duplicates != nil {
+					s.Duplicates(true)
+				}
+				m, _ := memo.Parse(body)
+				if m == nil {
+					m = &memo.Message{}
+				}
+				state := "accepted"
+				if prev.invalid {
+					state = "rejected (" + prev.code + ")"
+				}
+				s.handle(b, r, &meta, body, m, memo.ValidationErrors{&memo.Error{
+					Code: CodeUUIDReused, Path: "/Message/MessageHeader/messageUUID",
+					Message: "messageUUID " + meta.MessageUUID + " was " + state + " earlier with different content; a new message needs a new messageUUID",
+				}})
+				continue
+			}
+		}
 		m, verrs := memo.Check(body, opts)
 		s.handle(b, r, &meta, body, m, verrs)
+		if s.Dedup != nil {
+			code := ""
+			if len(verrs) > 0 {
+				code = string(verrs[0].Code)
+			}
+			b.Emit(s.Dedup.Record(meta.MessageUUID, sum, r.Partition, r.Offset, len(verrs) > 0, code))
+		}
 	}
 	return nil
 }
+
+// CodeUUIDReused rejects a messageUUID reused with different content.
+const CodeUUIDReused memo.Code = "VALIDATE_UUID_REUSED"
 
 func (s *Stage) handle(b *pipeline.Batch, r *kgo.Record, meta *records.IngestMeta, body []byte, m *memo.Message, verrs memo.ValidationErrors) {
 	now := s.now()
@@ -177,4 +237,22 @@ func (s *Stage) envelope(meta *records.IngestMeta, body []byte, m *memo.Message,
 		e.ContentSHA256 = sha256.Sum256(body)
 	}
 	return e
+}
+
+// Config of the stage.
+type Config struct {
+	Dedup           bool `yaml:"dedup"`
+	DedupMaxEntries int  `yaml:"dedup_max_entries"`
+}
+
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&c.Dedup, "dedup", true, "make messageUUID the idempotency key (validate stage)")
+	fs.IntVar(&c.DedupMaxEntries, "dedup-max-entries", 2_000_000, "messageUUIDs the idempotency index keeps (about 100 B each); older ones are forgotten")
+}
+
+func (c *Config) Validate() error {
+	if c.Dedup && c.DedupMaxEntries < 1000 {
+		return fmt.Errorf("validate.dedup_max_entries: %d is below 1000", c.DedupMaxEntries)
+	}
+	return nil
 }
