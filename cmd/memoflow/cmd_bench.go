@@ -20,7 +20,69 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench SCENARIO",
 		Short: "Benchmarks for SREs; every figure comes with a baseline measured in the same run",
 	}
-	cmd.AddCommand(newBenchCopyCmd())
+	cmd.AddCommand(newBenchCopyCmd(), newBenchIngestCmd())
+	return cmd
+}
+
+// benchBroker returns brokers, starting an embedded broker in a temporary
+// directory when none are given; the returned func stops it.
+func benchBroker(brokers string) (string, func(), error) {
+	if brokers != "" {
+		return brokers, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", "memoflow-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	b, err := embedded.Start(embedded.Config{Port: 0, DataDir: d, CleanerBackoffMs: 60000})
+	if err != nil {
+		os.RemoveAll(d)
+		return "", nil, err
+	}
+	return b.Addrs()[0], func() { b.Close(); os.RemoveAll(d) }, nil
+}
+
+func newBenchIngestCmd() *cobra.Command {
+	var o bench.IngestOptions
+	var jsonOut string
+	cmd := &cobra.Command{
+		Use:   "ingest",
+		Short: "Ingest API: tar+LZMA batches over HTTP into Kafka vs raw franz-go produce of the same records",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			brokers, closeBroker, err := benchBroker(o.Brokers)
+			if err != nil {
+				return err
+			}
+			defer closeBroker()
+			o.Brokers = brokers
+			o.Log = cmd.ErrOrStderr()
+			rep, err := bench.RunIngest(ctx, o)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "\ningest benchmark: %d messages (%d B mean) in tar+LZMA batches of %d (%.2f MB each), %d partitions\n",
+				rep.Messages, rep.MeanMessageB, rep.BatchSize, float64(rep.BatchLZMABytes)/1e6, o.Partitions)
+			fmt.Fprintf(w, "through the API  %10.0f msgs/s %8.1f MB/s\n", rep.APIMsgsPerSec, rep.APIMBPerSec)
+			fmt.Fprintf(w, "raw produce      %10.0f msgs/s %8.1f MB/s\n", rep.RawMsgsPerSec, rep.RawMBPerSec)
+			fmt.Fprintf(w, "ratio API/raw    %10.2f (target >= 0.5)\n", rep.Ratio)
+			fmt.Fprintf(w, "LZMA decode alone %9.1f MB/s; max RSS %.0f MB\n", rep.LZMADecodeMBps, rep.MaxRSSMB)
+			if jsonOut != "" {
+				b, _ := json.MarshalIndent(rep, "", "  ")
+				return os.WriteFile(jsonOut, b, 0o644)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.Brokers, "kafka-brokers", "", "brokers (default: an embedded broker in a temp dir)")
+	cmd.Flags().IntVar(&o.Messages, "messages", 1000000, "messages in all")
+	cmd.Flags().IntVar(&o.BatchSize, "batch-size", 10000, "messages per tar+LZMA batch")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 2, "batches in flight")
+	cmd.Flags().IntVar(&o.Partitions, "partitions", 12, "partitions of the bench topics")
+	cmd.Flags().StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
 }
 

@@ -71,17 +71,30 @@ type API struct {
 	log      *slog.Logger
 	now      func() time.Time
 
+	topic    string
+
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
 }
 
+// Option configures the API.
+type Option func(*API)
+
+// WithTopic makes the API write to topic instead of memo.ingest
+// (benchmarks against a shared cluster).
+func WithTopic(topic string) Option { return func(a *API) { a.topic = topic } }
+
 // New returns the API. producer must be an idempotent, acks=all client
 // (franz-go's default).
-func New(cfg Config, tokens auth.Store, producer *kgo.Client, log *slog.Logger) (*API, error) {
+func New(cfg Config, tokens auth.Store, producer *kgo.Client, log *slog.Logger, opts ...Option) (*API, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &API{cfg: cfg, tokens: tokens, producer: producer, log: log, now: time.Now, limiters: map[string]*rate.Limiter{}}, nil
+	a := &API{cfg: cfg, tokens: tokens, producer: producer, log: log, now: time.Now, topic: pipeline.TopicIngest, limiters: map[string]*rate.Limiter{}}
+	for _, o := range opts {
+		o(a)
+	}
+	return a, nil
 }
 
 // Register mounts the endpoints on mux.
@@ -200,7 +213,7 @@ func (a *API) check(body []byte, p *auth.Principal) (*memo.Message, *rejection) 
 
 func (a *API) ingestRecord(tid, uuid string, p *auth.Principal, body []byte, mass bool) *kgo.Record {
 	sum := sha256.Sum256(body)
-	return records.NewIngestRecord(pipeline.TopicIngest, records.IngestMeta{
+	return records.NewIngestRecord(a.topic, records.IngestMeta{
 		MessageUUID: uuid, TransmissionID: tid, SenderOrg: p.Org, SenderSystem: p.ID,
 		ReceivedAt: a.now(), MassSend: mass, ContentSHA256: hex.EncodeToString(sum[:]), Size: len(body),
 	}, body)
