@@ -71,7 +71,7 @@ type API struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	topic    string
+	topic string
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
