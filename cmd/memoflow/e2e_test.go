@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/memoflow/memoflow/internal/chconn/chtest"
+	"github.com/memoflow/memoflow/internal/sendclient"
+	"github.com/memoflow/memoflow/schemas/memo"
+)
+
+// TestEndToEnd runs `memoflow run` in-process (embedded Kafka on a free
+// port, the real ClickHouse), sends messages through the HTTP API and
+// checks the event log: valid and invalid messages, a batch, a resend.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	conn, chcfg := chtest.Conn(t)
+	db := fmt.Sprintf("memoflow_e2e_%d", time.Now().UnixNano())
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
+	dir := t.TempDir()
+
+	root := newRootCmd()
+	pr, pw := io.Pipe()
+	root.SetOut(pw)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"run", "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
+		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("memoflow run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("memoflow run did not stop within 30s")
+		}
+	})
+	api := ""
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "memoflow ready:") {
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "api=") {
+					api = strings.TrimPrefix(f, "api=")
+				}
+			}
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if api == "" {
+		t.Fatal("memoflow run never printed its ready line")
+	}
+	tok, err := os.ReadFile(filepath.Join(dir, "demo", "sender.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+
+	// One valid message, one invalid (schema), through the single API.
+	g := memo.NewGenerator(memo.GenConfig{Seed: 11, Now: time.Now().UTC().Truncate(24 * time.Hour), SenderCVRs: []string{demoOrg}})
+	valid, u := g.Next(nil)
+	uuid := strings.ToLower(u.String())
+	post := func(body []byte, uuid string) int {
+		req, _ := http.NewRequest("POST", api+"/apis/v1/memos/?memo-message-uuid="+uuid, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/xml")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := post(valid, uuid); s != 201 {
+		t.Fatalf("valid message answered %d", s)
+	}
+	invalid, u2 := g.Next(nil)
+	invalid = bytes.Replace(invalid, []byte("<memo:messageType>"), []byte("<memo:messageType>X"), 1)
+	if s := post(invalid, strings.ToLower(u2.String())); s != 201 {
+		t.Fatalf("schema-invalid message answered %d (ingest accepts well-formed XML; validate rejects)", s)
+	}
+	// A batch of 300, and the same batch again (resent: deduplicated).
+	for i := 0; i < 2; i++ {
+		sum, err := sendclient.Send(context.Background(),
+			sendclient.NewGenSource(300, memo.GenConfig{Seed: 12, Now: time.Now().UTC().Truncate(24 * time.Hour), SenderCVRs: []string{demoOrg}}),
+			sendclient.Options{URL: api, Token: token, BatchSize: 100})
+		if err != nil || sum.Accepted != 300 {
+			t.Fatalf("send %d: %v %+v", i, err, sum)
+		}
+	}
+	want := map[string]uint64{
+		"MEMO_SEND_RECEIVED": 2, "MEMO_MASS_SEND_RECEIVED": 300,
+		"MEMO_SEND_VALIDATED": 301, "MEMO_SEND_VALIDATION_FAILED": 1,
+	}
+	var got map[string]uint64
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		got = map[string]uint64{}
+		rows, err := conn.Query(context.Background(), "SELECT tag, count() FROM "+db+".events GROUP BY tag")
+		if err == nil {
+			for rows.Next() {
+				var tag string
+				var n uint64
+				_ = rows.Scan(&tag, &n)
+				got[tag] = n
+			}
+			rows.Close()
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("event log holds %v, want exactly %v", got, want)
+}
