@@ -3,7 +3,10 @@ package memo
 import (
 	"bytes"
 	"encoding/xml"
+	"os"
+	"slices"
 	"testing"
+	"time"
 )
 
 // Benchmarks: Parse+Validate against encoding/xml unmarshalling into
@@ -248,7 +251,7 @@ type benchInput struct {
 	data []byte
 }
 
-func benchInputs(b *testing.B) []benchInput {
+func benchInputs(b testing.TB) []benchInput {
 	bom := []byte("\xef\xbb\xbf")
 	in := []benchInput{
 		{"Minimum", readSample(b, "v1.1_MeMo_Minimum_Example.xml")},
@@ -327,5 +330,39 @@ func BenchmarkSerialize(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		buf, _ = Serialize(buf[:0], m)
+	}
+}
+
+// TestTimingRatio measures Parse+Validate against encoding/xml interleaved
+// in rounds, so both see the same machine load, and reports the ratio of
+// the best rounds (and of the medians). Opt-in: MEMOFLOW_TIMING=1.
+func TestTimingRatio(t *testing.T) {
+	if os.Getenv("MEMOFLOW_TIMING") == "" {
+		t.Skip("set MEMOFLOW_TIMING=1 to measure the speed ratio against encoding/xml")
+	}
+	inputs := benchInputs(t)[:3]
+	opts := ValidateOptions{Now: clock(testNow)}
+	p := NewParser()
+	const rounds, iters = 21, 300
+	for _, in := range inputs {
+		var ours, theirs []float64
+		for r := 0; r < rounds; r++ {
+			start := time.Now()
+			for i := 0; i < iters; i++ {
+				m, _ := p.Parse(in.data)
+				Validate(m, opts)
+			}
+			ours = append(ours, float64(time.Since(start).Nanoseconds())/iters)
+			start = time.Now()
+			for i := 0; i < iters; i++ {
+				var m xmlMessage
+				_ = xml.Unmarshal(in.data, &m)
+			}
+			theirs = append(theirs, float64(time.Since(start).Nanoseconds())/iters)
+		}
+		slices.Sort(ours)
+		slices.Sort(theirs)
+		t.Logf("%-8s ours best %7.0f ns (median %7.0f)  encoding/xml best %7.0f ns (median %7.0f)  ratio best %.1fx, median %.1fx",
+			in.name, ours[0], ours[rounds/2], theirs[0], theirs[rounds/2], theirs[0]/ours[0], theirs[rounds/2]/ours[rounds/2])
 	}
 }

@@ -45,17 +45,20 @@ const (
 	fkSkip                     // not typed (unknown or misplaced): only well-formedness
 )
 
+// frame is one open element. It holds no pointers (types and particles
+// are table indexes, model objects live in Parser.objs), so pushing one
+// costs no GC write barriers.
 type frame struct {
-	kind   frameKind
-	ct     *ctype
-	part   *particle // the particle this element matched in its parent
-	obj    any       // complex: the model object; leaf: the parent's object
-	occ    int       // 1-based occurrence of part, for paths
-	pos    int       // complex: current particle index
-	count  int       // complex: occurrences of parts[pos] so far
-	nsMark int       // len(binds) before this element's declarations
-	qs, qe int       // the element's QName in src
-	ls     int       // start of its local name
+	kind    frameKind
+	ctID    uint8 // complex: index of its type in ctypes
+	partCT  uint8 // the parent's type (0: root or skipped element) ...
+	partIdx uint8 // ... and the particle this element matched in it
+	occ     int   // 1-based occurrence of the particle, for paths
+	pos     int   // complex: current particle index
+	count   int   // complex: occurrences of parts[pos] so far
+	nsMark  int   // len(binds) before this element's declarations
+	qs, qe  int   // the element's QName in src
+	ls      int   // start of its local name
 
 	hasData bool // leaf/content: some character data node was seen
 	multi   bool // leaf: the value is being assembled in Parser.text
@@ -87,6 +90,7 @@ type Parser struct {
 	src    []byte
 	pos    int
 	stack  []frame
+	objs   []any // model object of each open complex element, by depth
 	binds  []binding
 	attrs  []attr
 	text   []byte // leaf value being assembled (references, CDATA, CR)
@@ -100,6 +104,7 @@ type Parser struct {
 	cachePrefix []byte
 	cacheNS     nsID
 	cacheOK     bool
+	stackHigh   int // deepest stack of the current parse
 }
 
 // NewParser returns a parser with DefaultLimits.
@@ -112,8 +117,8 @@ func NewParser() *Parser {
 func (p *Parser) Reset() {
 	p.src, p.msg, p.arena = nil, nil, nil
 	p.pos, p.nElems = 0, 0
-	clear(p.stack[:cap(p.stack)])
-	p.stack = p.stack[:0]
+	clear(p.objs[:min(p.stackHigh, len(p.objs))]) // drop the model pointers of the last message
+	p.stack, p.stackHigh = p.stack[:0], 0
 	p.binds = p.binds[:0]
 	p.attrs = p.attrs[:0]
 	p.text = p.text[:0]
@@ -211,9 +216,9 @@ func (p *Parser) appendPath(b []byte, depth int) []byte {
 	for i := 0; i < depth; i++ {
 		f := &p.stack[i]
 		b = append(b, '/')
-		if f.part != nil {
-			b = append(b, f.part.name...)
-			if f.part.repeated() {
+		if pt := f.particle(); pt != nil {
+			b = append(b, pt.name...)
+			if pt.repeated() {
 				b = append(b, '[')
 				b = appendInt(b, f.occ)
 				b = append(b, ']')
@@ -231,9 +236,22 @@ func (p *Parser) docErr(code Code, path string, msg string) {
 	}
 }
 
-// childPath is the path of the innermost element plus name (and index).
+// pathTo is the path of the first depth open elements.
+func (p *Parser) pathTo(depth int) string {
+	p.path = p.appendPath(p.path[:0], depth)
+	return string(p.path)
+}
+
+// childPath is the path of the parent of the element being matched plus
+// name (and index). While an element is matched its own frame is already
+// pushed, so the parent is the second-innermost frame.
 func (p *Parser) childPath(name []byte, idx int) string {
-	b := p.appendPath(p.path[:0], len(p.stack))
+	return p.childPathAt(len(p.stack)-1, name, idx)
+}
+
+// childPathAt is the path of the first depth elements plus name.
+func (p *Parser) childPathAt(depth int, name []byte, idx int) string {
+	b := p.appendPath(p.path[:0], depth)
 	b = append(b, '/')
 	b = append(b, name...)
 	if idx > 0 {
@@ -812,7 +830,7 @@ func (p *Parser) textRun(f *frame, start, end int, cr bool) *Error {
 			for _, c := range p.src[start:end] {
 				if !isXMLSpace(c) {
 					f.textErr = true
-					p.docErr(CodeXSDTextNotAllowed, p.curPath(), "text is not allowed in "+f.ct.name+", which holds elements only")
+					p.docErr(CodeXSDTextNotAllowed, p.curPath(), "text is not allowed in "+f.ctype().name+", which holds elements only")
 					break
 				}
 			}
@@ -855,7 +873,7 @@ func (p *Parser) textChar(f *frame, r rune) *Error {
 	case fkComplex:
 		if !f.textErr && !(r == ' ' || r == '\t' || r == '\n' || r == '\r') {
 			f.textErr = true
-			p.docErr(CodeXSDTextNotAllowed, p.curPath(), "text is not allowed in "+f.ct.name+", which holds elements only")
+			p.docErr(CodeXSDTextNotAllowed, p.curPath(), "text is not allowed in "+f.ctype().name+", which holds elements only")
 		}
 	case fkLeaf:
 		if f.broken {
@@ -980,7 +998,7 @@ func (p *Parser) cdata() *Error {
 		// libxml2 treats any CDATA section in element-only content as text.
 		if !f.textErr {
 			f.textErr = true
-			p.docErr(CodeXSDTextNotAllowed, p.curPath(), "a CDATA section is not allowed in "+f.ct.name+", which holds elements only")
+			p.docErr(CodeXSDTextNotAllowed, p.curPath(), "a CDATA section is not allowed in "+f.ctype().name+", which holds elements only")
 		}
 	case fkLeaf:
 		if f.broken {
@@ -1262,15 +1280,35 @@ func (p *Parser) nsValue(a *attr) []byte {
 }
 
 // enter pushes the frame of a new element, matching it against its
-// parent's content model.
+// parent's content model. The frame is initialized in place: elements are
+// the unit of work, so a copy per element shows in profiles.
 func (p *Parser) enter(ns nsID, qs, ls, qe, mark int) {
 	s := p.src
-	nf := frame{qs: qs, qe: qe, ls: ls, nsMark: mark, kind: fkSkip}
+	n := len(p.stack)
+	if n < cap(p.stack) {
+		p.stack = p.stack[:n+1]
+	} else {
+		p.stack = append(p.stack, frame{})
+	}
+	if n >= len(p.objs) {
+		p.objs = append(p.objs, nil)
+	}
+	if n+1 > p.stackHigh {
+		p.stackHigh = n + 1
+	}
+	nf := &p.stack[n]
+	// Field by field: the slot is reused, and a composite-literal store
+	// showed up as a zero-then-copy of the whole frame in profiles.
+	nf.kind, nf.ctID, nf.partCT, nf.partIdx = fkSkip, 0, 0, 0
+	nf.occ, nf.pos, nf.count, nf.nsMark = 0, 0, 0, mark
+	nf.qs, nf.qe, nf.ls = qs, qe, ls
+	nf.hasData, nf.multi, nf.norm, nf.broken, nf.textErr = false, false, false, false, false
+	nf.rs, nf.re, nf.cstart = 0, 0, 0
 	local := s[ls:qe]
-	if len(p.stack) == 0 {
+	if n == 0 {
 		if ns == nsMemo && string(local) == "Message" {
-			nf.kind, nf.ct, nf.obj = fkComplex, ctMessage, p.msg
-			p.stack = append(p.stack, nf)
+			nf.kind, nf.ctID = fkComplex, ctMessage.id
+			p.objs[0] = p.msg
 			p.rootAttrs()
 			return
 		}
@@ -1280,20 +1318,18 @@ func (p *Parser) enter(ns nsID, qs, ls, qe, mark int) {
 		} else {
 			p.docErr(CodeXSDRootElement, "/"+string(local), "root element is "+string(s[qs:qe])+", not memo:Message")
 		}
-		p.stack = append(p.stack, nf)
 		return
 	}
-	parent := &p.stack[len(p.stack)-1]
+	parent := &p.stack[n-1]
 	switch parent.kind {
 	case fkLeaf, fkContent:
 		if !parent.broken {
 			parent.broken = true
-			p.docErr(CodeXSDElementInSimple, p.curPath(), "element "+string(s[qs:qe])+" inside "+parent.part.name+", which holds text only")
+			p.docErr(CodeXSDElementInSimple, p.pathTo(n), "element "+string(s[qs:qe])+" inside "+parent.particle().name+", which holds text only")
 		}
 	case fkComplex:
-		p.matchChild(parent, &nf, ns, local)
+		p.matchChild(parent, nf, ns, local)
 	}
-	p.stack = append(p.stack, nf)
 	if nf.kind != fkSkip && len(p.attrs) > 0 {
 		p.childAttrs()
 	}
@@ -1310,7 +1346,8 @@ func nsName(ns nsID, p *Parser) string {
 // (ns, local) stands for, advancing the sequence; on a violation it records
 // the finding and leaves nf as a skipped frame.
 func (p *Parser) matchChild(parent *frame, nf *frame, ns nsID, local []byte) {
-	parts := parent.ct.parts
+	pct := parent.ctype()
+	parts := pct.parts
 	ver := p.msg.rules
 	pos, count := parent.pos, parent.count
 	for j := pos; j < len(parts); j++ {
@@ -1341,15 +1378,17 @@ func (p *Parser) matchChild(parent *frame, nf *frame, ns nsID, local []byte) {
 			pos, count = j, 1
 		}
 		parent.pos, parent.count = pos, count
-		nf.part, nf.occ = pt, count
+		nf.partCT, nf.partIdx, nf.occ = pct.id, uint8(j), count
 		switch {
 		case pt.ct != nil:
-			nf.kind, nf.ct, nf.obj = fkComplex, pt.ct, pt.open(parent.obj)
+			nf.kind, nf.ctID = fkComplex, pt.ct.id
+			depth := len(p.stack) - 1
+			p.objs[depth] = pt.open(p.objs[depth-1])
 		case pt.st == stBase64:
-			nf.kind, nf.obj, nf.cstart = fkContent, parent.obj, p.pos
+			nf.kind, nf.cstart = fkContent, p.pos
 			p.b64 = b64State{}
 		default:
-			nf.kind, nf.obj = fkLeaf, parent.obj
+			nf.kind = fkLeaf
 		}
 		return
 	}
@@ -1366,7 +1405,7 @@ func (p *Parser) matchChild(parent *frame, nf *frame, ns nsID, local []byte) {
 			return
 		}
 	}
-	msg := "element " + local2(local) + " is not allowed in " + parent.ct.name
+	msg := "element " + local2(local) + " is not allowed in " + pct.name
 	for j := range parts {
 		if parts[j].name == string(local) && !parts[j].allowed(ver) {
 			msg += " in MeMo " + ver.String()
@@ -1471,7 +1510,7 @@ func (p *Parser) endElement(dataEnd int) *Error {
 		}
 	case fkContent:
 		if !f.broken {
-			c := f.part.content(f.obj)
+			c := f.particle().content(p.objs[len(p.stack)-2])
 			if dataEnd < f.cstart {
 				dataEnd = f.cstart // <content/>
 			}
@@ -1480,7 +1519,7 @@ func (p *Parser) endElement(dataEnd int) *Error {
 			c.DecodedSize = p.b64.decodedSize()
 		}
 	case fkComplex:
-		parts := f.ct.parts
+		parts := f.ctype().parts
 		ver := p.msg.rules
 		for k := f.pos; k < len(parts); k++ {
 			have := 0
@@ -1488,7 +1527,7 @@ func (p *Parser) endElement(dataEnd int) *Error {
 				have = f.count
 			}
 			if parts[k].group == 0 && parts[k].allowed(ver) && have < parts[k].minFor(ver) {
-				p.docErr(CodeXSDMissingElement, p.childPath([]byte(parts[k].name), 0), "required element "+parts[k].name+" is missing in "+f.ct.name)
+				p.docErr(CodeXSDMissingElement, p.childPathAt(len(p.stack), []byte(parts[k].name), 0), "required element "+parts[k].name+" is missing in "+f.ctype().name)
 			}
 		}
 	}
@@ -1511,11 +1550,22 @@ func (p *Parser) setLeaf(f *frame) {
 	case f.hasData:
 		v = p.str(p.src[f.rs:f.re])
 	default:
-		v = f.part.def // no character data: the schema's default, if any
+		v = f.particle().def // no character data: the schema's default, if any
 	}
-	if f.part.str != nil {
-		*f.part.str(f.obj) = v
+	pt, obj := f.particle(), p.objs[len(p.stack)-2]
+	if pt.str != nil {
+		*pt.str(obj) = v
 	} else {
-		*f.part.opt(f.obj) = Opt{Value: v, Set: true}
+		*pt.opt(obj) = Opt{Value: v, Set: true}
 	}
+}
+
+func (f *frame) ctype() *ctype { return ctypes[f.ctID] }
+
+// particle is the particle the element matched in its parent, or nil.
+func (f *frame) particle() *particle {
+	if f.partCT == 0 {
+		return nil
+	}
+	return &ctypes[f.partCT].parts[f.partIdx]
 }

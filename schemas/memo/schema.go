@@ -99,8 +99,30 @@ const (
 
 // ctype is a complex type: a sequence of particles.
 type ctype struct {
+	id    uint8 // index in ctypes; 0 is unused
 	name  string
 	parts []particle
+}
+
+// ctypes indexes every complex type, so parser frames can refer to them
+// without pointers.
+var ctypes = []*ctype{nil}
+
+func init() {
+	var add func(ct *ctype)
+	add = func(ct *ctype) {
+		if ct.id != 0 {
+			return
+		}
+		ct.id = uint8(len(ctypes))
+		ctypes = append(ctypes, ct)
+		for i := range ct.parts {
+			if ct.parts[i].ct != nil {
+				add(ct.parts[i].ct)
+			}
+		}
+	}
+	add(ctMessage)
 }
 
 // particle is one element of a sequence. Leaves have st and one of str, opt,

@@ -88,7 +88,8 @@ type validator struct {
 	path      []byte
 	checkText bool                // strings did not come from the parser: check they are XML text
 	docSeen   map[string]struct{} // code|path of document-level findings
-	missing   []string            // paths of elements the document lacks
+	slab      []Error
+	missing   []string // paths of elements the document lacks
 }
 
 // Validate checks a message against the XSD of its version (the findings
@@ -147,7 +148,18 @@ func (v *validator) add(code Code, path string, msg string) {
 			}
 		}
 	}
-	v.errs = append(v.errs, &Error{Code: code, Path: path, Message: msg})
+	if v.errs == nil {
+		v.errs = make(ValidationErrors, 0, 8)
+	}
+	// Errors come from a small slab: one allocation for the first eight.
+	// The slab goes to the caller with the errors and is never reused.
+	if len(v.slab) == 0 {
+		v.slab = make([]Error, 8)
+	}
+	e := &v.slab[0]
+	v.slab = v.slab[1:]
+	*e = Error{Code: code, Path: path, Message: msg}
+	v.errs = append(v.errs, e)
 }
 
 func (v *validator) at(name string) string {
@@ -323,18 +335,21 @@ func IsUUIDv4(s string) bool {
 	return s[14] == '4' && (variant == '8' || variant == '9' || variant == 'a' || variant == 'b')
 }
 
-func (v *validator) party(base, idField, idType, id string) {
+// party checks an idType and the id it types; the paths are constants so
+// a valid message allocates nothing here.
+func (v *validator) party(idPath, typePath, idType, id string) {
+	var q [72]byte
 	switch idType {
 	case "CPR":
 		if !allDigits(id, 10) {
-			v.add(CodeBizCPR, base+"/"+idField, idField+" "+quote(id)+" is not a CPR number (10 digits)")
+			v.add(CodeBizCPR, idPath, string(appendQuote(q[:0], id))+" is not a CPR number (10 digits)")
 		}
 	case "CVR":
 		if !allDigits(id, 8) {
-			v.add(CodeBizCVR, base+"/"+idField, idField+" "+quote(id)+" is not a CVR number (8 digits)")
+			v.add(CodeBizCVR, idPath, string(appendQuote(q[:0], id))+" is not a CVR number (8 digits)")
 		}
 	default:
-		v.add(CodeBizIDType, base+"/idType", "idType "+quote(idType)+" is not CPR or CVR")
+		v.add(CodeBizIDType, typePath, "idType "+string(appendQuote(q[:0], idType))+" is not CPR or CVR")
 	}
 }
 
@@ -372,10 +387,10 @@ func (v *validator) business(m *Message) {
 	if v.opts.ExpectedUUID != "" && !strings.EqualFold(h.MessageUUID, v.opts.ExpectedUUID) {
 		v.add(CodeBizUUIDMismatch, hp+"/messageUUID", "messageUUID "+quote(h.MessageUUID)+" differs from the request's memo-message-uuid "+quote(v.opts.ExpectedUUID))
 	}
-	v.party(hp+"/Sender", "senderID", h.Sender.IDType, h.Sender.SenderID)
-	v.party(hp+"/Recipient", "recipientID", h.Recipient.IDType, h.Recipient.RecipientID)
+	v.party(hp+"/Sender/senderID", hp+"/Sender/idType", h.Sender.IDType, h.Sender.SenderID)
+	v.party(hp+"/Recipient/recipientID", hp+"/Recipient/idType", h.Recipient.IDType, h.Recipient.RecipientID)
 	if r := h.Sender.Representative; r != nil && r.IDType.Set {
-		v.party(hp+"/Sender/Representative", "representativeID", r.IDType.Value, r.RepresentativeID.Value)
+		v.party(hp+"/Sender/Representative/representativeID", hp+"/Sender/Representative/idType", r.IDType.Value, r.RepresentativeID.Value)
 	}
 	if cd := h.ContentData; cd != nil {
 		if cd.CPRdata != nil && !allDigits(cd.CPRdata.CPRNumber, 10) {

@@ -3,6 +3,7 @@ package memo
 import (
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Simple-type checks. The conformance oracle is xmllint (libxml2 2.9.14), so
@@ -149,10 +150,16 @@ func maxLen(v string, n int) (Code, string) {
 }
 
 func quote(s string) string {
+	b := appendQuote(make([]byte, 0, min(len(s), 60)+8), s)
+	return unsafe.String(&b[0], len(b)) // b is never written again
+}
+
+// appendQuote appends s in double quotes, shortened to 60 bytes, with
+// quotes, backslashes and control characters escaped.
+func appendQuote(b []byte, s string) []byte {
 	if len(s) > 60 {
 		s = s[:57] + "..."
 	}
-	b := make([]byte, 0, len(s)+2)
 	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -165,7 +172,7 @@ func quote(s string) string {
 			b = append(b, c)
 		}
 	}
-	return string(append(b, '"'))
+	return append(b, '"')
 }
 
 func itoa(n int) string {
@@ -350,6 +357,12 @@ func parseDecimal(v string) (canon string, ok bool) {
 
 // versionOf maps a memoVersion value to a Version; unsupported is true for 1.0.
 func versionOf(v string) (ver Version, valid, unsupported bool) {
+	switch v { // the forms every real message uses
+	case "1.1":
+		return Version11, true, false
+	case "1.2":
+		return Version12, true, false
+	}
 	c, ok := parseDecimal(v)
 	if !ok {
 		return VersionUnknown, false, false
