@@ -36,7 +36,7 @@ func newRunCmd() *cobra.Command {
 		a.generate = true
 		defer a.close()
 		// Bind the HTTP port first: a port in use fails before anything starts.
-		if err := a.http.Listen(cfg.HTTP.Addr); err != nil {
+		if err := a.http.ListenTLS(cfg.HTTP.Addr, cfg.HTTP.TLS); err != nil {
 			return err
 		}
 		if err := a.startProfiling("run"); err != nil {
@@ -52,10 +52,14 @@ func newRunCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "memoflow ready: api=http://%s metrics=http://%s/metrics health=http://%s/readyz kafka=%s clickhouse=%s stages=%s\n",
-			a.http.Addr(), a.http.Addr(), a.http.Addr(), cfg.Kafka.Brokers, cfg.ClickHouse.Addr, strings.Join(namesOf(defs), ","))
+		base := "http://" + a.http.Addr()
+		if cfg.HTTP.TLS.Enabled() {
+			base = "https://" + a.http.Addr()
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "memoflow ready: api=%s metrics=%s/metrics health=%s/readyz kafka=%s clickhouse=%s stages=%s\n",
+			base, base, base, cfg.Kafka.Brokers, cfg.ClickHouse.Addr, strings.Join(namesOf(defs), ","))
 		if tf := filepath.Join(cfg.VarDir, "demo", "sender.token"); fileExists(tf) && cfg.Auth.TokensFile == "" {
-			fmt.Fprintf(cmd.OutOrStdout(), "demo sender token in %s (organisation %s); send with: curl -H \"Authorization: Bearer $(cat %s)\" -H \"Content-Type: application/xml\" --data-binary @msg.xml \"http://%s/apis/v1/memos/?memo-message-uuid=<uuid>\"\n", tf, demoOrg, tf, a.http.Addr())
+			fmt.Fprintf(cmd.OutOrStdout(), "demo sender token in %s (organisation %s); send with: curl -H \"Authorization: Bearer $(cat %s)\" -H \"Content-Type: application/xml\" --data-binary @msg.xml \"%s/apis/v1/memos/?memo-message-uuid=<uuid>\" or: memoflow send --generate 10000 --url %s --token $(cat %s)\n", tf, demoOrg, tf, base, base, tf)
 		}
 		err = wait()
 		shutdownHTTP(a)
@@ -109,7 +113,7 @@ func newStageCmd() *cobra.Command {
 		defer stop()
 		a := newApp(cfg, cmd.ErrOrStderr())
 		defer a.close()
-		if err := a.http.Listen(cfg.HTTP.Addr); err != nil {
+		if err := a.http.ListenTLS(cfg.HTTP.Addr, cfg.HTTP.TLS); err != nil {
 			return err
 		}
 		if err := a.startProfiling(def.name); err != nil {
@@ -148,7 +152,7 @@ func newBrokerCmd() *cobra.Command {
 		defer stop()
 		a := newApp(cfg, cmd.ErrOrStderr())
 		defer a.close()
-		if err := a.http.Listen(cfg.HTTP.Addr); err != nil {
+		if err := a.http.ListenTLS(cfg.HTTP.Addr, cfg.HTTP.TLS); err != nil {
 			return err
 		}
 		if err := a.startEmbeddedBroker(); err != nil {

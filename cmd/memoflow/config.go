@@ -14,6 +14,7 @@ import (
 
 	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/internal/embedded"
+	"github.com/memoflow/memoflow/internal/httpserver"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/chddl"
 	"github.com/memoflow/memoflow/schemas/events"
@@ -51,7 +52,8 @@ type AuthConfig struct {
 }
 
 type HTTPConfig struct {
-	Addr string `yaml:"addr"`
+	Addr string               `yaml:"addr"`
+	TLS  httpserver.TLSConfig `yaml:"tls"`
 }
 
 type LogConfig struct {
@@ -66,6 +68,9 @@ type PyroscopeConfig struct {
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.VarDir, "var-dir", "./var", "directory for local state (embedded broker data, blobs, demo files)")
 	fs.StringVar(&c.HTTP.Addr, "http-addr", "127.0.0.1:8080", "address of the HTTP APIs, /metrics, /healthz and /readyz")
+	fs.StringVar(&c.HTTP.TLS.CertFile, "http-tls-cert-file", "", "PEM certificate: serve HTTPS")
+	fs.StringVar(&c.HTTP.TLS.KeyFile, "http-tls-key-file", "", "PEM key of --http-tls-cert-file")
+	fs.StringVar(&c.HTTP.TLS.ClientCAFile, "http-tls-client-ca-file", "", "PEM CAs of client certificates: require mutual TLS (the certificate's CVR must be the token's organisation)")
 	fs.StringVar(&c.Log.Level, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.Log.Format, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.Pyroscope.URL, "pyroscope-url", "", "Pyroscope server URL; when set, continuous profiling is on with a per-stage tag")
@@ -87,6 +92,9 @@ func (c *Config) Validate() error {
 	}
 	if _, port, ok := strings.Cut(c.HTTP.Addr, ":"); !ok || port == "" {
 		return fmt.Errorf("http.addr: %q is not host:port, e.g. 127.0.0.1:8080", c.HTTP.Addr)
+	}
+	if err := c.HTTP.TLS.Validate(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

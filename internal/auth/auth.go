@@ -107,6 +107,9 @@ const (
 	CodeMalformed = "AUTH_MALFORMED"
 	CodeInvalid   = "AUTH_INVALID_TOKEN"
 	CodeForbidden = "AUTH_FORBIDDEN"
+	// CodeCertMismatch: the client certificate (mutual TLS) names another
+	// organisation than the token.
+	CodeCertMismatch = "AUTH_CERT_MISMATCH"
 )
 
 // Error is an authentication or authorisation failure.
@@ -153,7 +156,35 @@ func Authenticate(s Store, r *http.Request) (*Principal, error) {
 	if id != "" && subtle.ConstantTimeCompare([]byte(id), []byte(p.ID)) != 1 {
 		return nil, &Error{http.StatusUnauthorized, CodeInvalid, "the token does not belong to system " + id}
 	}
+	// With mutual TLS the organisation certificate must be the token's
+	// organisation: NgDP's OCES certificates carry "CVR:<cvr>" in the
+	// subject's serialNumber.
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		if cvr, ok := CertCVR(r.TLS.VerifiedChains[0][0].Subject.SerialNumber); ok && cvr != p.Org {
+			return nil, &Error{http.StatusUnauthorized, CodeCertMismatch, "the client certificate is organisation " + cvr + ", the token " + p.Org}
+		}
+	}
 	return p, nil
+}
+
+// CertCVR finds the CVR number in an OCES subject serialNumber such as
+// "CVR:12345678-UID:1234" (or a plain "12345678").
+func CertCVR(serial string) (string, bool) {
+	if i := strings.Index(serial, "CVR:"); i >= 0 {
+		serial = serial[i+4:]
+	}
+	if len(serial) >= 8 {
+		cvr := serial[:8]
+		for _, c := range cvr {
+			if c < '0' || c > '9' {
+				return "", false
+			}
+		}
+		if len(serial) == 8 || serial[8] == '-' {
+			return cvr, true
+		}
+	}
+	return "", false
 }
 
 type ctxKey struct{}
