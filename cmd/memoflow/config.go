@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/internal/embedded"
 	"github.com/memoflow/memoflow/internal/httpserver"
@@ -41,6 +42,7 @@ type Config struct {
 	Pseudonym  events.PseudonymConfig `yaml:"pseudonym"`
 	Ingest     ingest.Config          `yaml:"ingest"`
 	Validation validate.Config        `yaml:"validate"`
+	Blob       blob.Config            `yaml:"blob"`
 	Auth       AuthConfig             `yaml:"auth"`
 }
 
@@ -83,6 +85,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Pseudonym.RegisterFlags(fs)
 	c.Ingest.RegisterFlags(fs)
 	c.Validation.RegisterFlags(fs)
+	c.Blob.RegisterFlags(fs)
 	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "YAML file of API token hashes and their principals (default for run: <var-dir>/tokens.yaml)")
 }
 
@@ -121,7 +124,10 @@ func (c *Config) Validate() error {
 	if err := c.Ingest.Validate(); err != nil {
 		return err
 	}
-	return c.Validation.Validate()
+	if err := c.Validation.Validate(); err != nil {
+		return err
+	}
+	return c.Blob.Validate()
 }
 
 // envPrefix names the environment variables: MEMOFLOW_ + the flag name in

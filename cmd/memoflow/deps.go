@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/internal/auth"
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/schemas/chddl"
 	"github.com/memoflow/memoflow/schemas/events"
@@ -27,6 +28,27 @@ type deps struct {
 	pseudo   *events.Pseudonymizer
 	tokens   *auth.MemStore
 	producer *kgo.Client
+	blobs    blob.Store
+}
+
+// blobStore opens the claim-check store. A relative blob dir of `memoflow
+// run` lives under --var-dir.
+func (a *app) blobStore() (blob.Store, error) {
+	a.deps.mu.Lock()
+	defer a.deps.mu.Unlock()
+	if a.deps.blobs != nil {
+		return a.deps.blobs, nil
+	}
+	cfg := a.cfg.Blob
+	if cfg.Store == "dir" && cfg.Dir == blob.DefaultDir && a.cfg.VarDir != "./var" {
+		cfg.Dir = filepath.Join(a.cfg.VarDir, "blobs")
+	}
+	s, err := blob.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.deps.blobs = s
+	return s, nil
 }
 
 // clickhouse opens ClickHouse and applies the migrations (idempotent).

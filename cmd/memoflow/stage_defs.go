@@ -30,7 +30,12 @@ func init() {
 				if err != nil {
 					return err
 				}
-				api, err := ingest.New(a.cfg.Ingest, tokens, prod, a.log.With("stage", "ingest"))
+				blobs, err := a.blobStore()
+				if err != nil {
+					return err
+				}
+				api, err := ingest.New(a.cfg.Ingest, tokens, prod, a.log.With("stage", "ingest"),
+					ingest.WithBlobStore(blobs, a.cfg.Blob.ThresholdBytes))
 				if err != nil {
 					return usageErr(err)
 				}
@@ -48,6 +53,9 @@ func init() {
 					return nil, err
 				}
 				st := validate.New(p, time.Now)
+				if st.Blobs, err = a.blobStore(); err != nil {
+					return nil, err
+				}
 				if a.cfg.Validation.Dedup {
 					opts, err := a.cfg.Kafka.ClientOpts()
 					if err != nil {

@@ -108,10 +108,17 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request, p *auth.Princi
 			a.emitReceipt(ctx, tid, uuid, p, rj)
 			continue
 		}
+		rec, err := a.ingestRecord(ctx, tid, uuid, p, data, true)
+		if err != nil {
+			wg.Wait()
+			w.Header().Set("Retry-After", "5")
+			a.batchAnswer(w, br, reject(CodeBlobStore, "entry %s could not be stored: %v", e.Name, err))
+			return
+		}
 		seen[uuid] = struct{}{}
 		br.Accepted++
 		wg.Add(1)
-		a.producer.Produce(ctx, a.ingestRecord(tid, uuid, p, data, true), func(_ *kgo.Record, err error) {
+		a.producer.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			defer wg.Done()
 			if err != nil {
 				mu.Lock()

@@ -18,6 +18,7 @@ const (
 	CodeOverloaded       = "INGEST_OVERLOADED"
 	CodeKafkaUnavailable = "INGEST_KAFKA_UNAVAILABLE"
 	CodeReadFailed       = "INGEST_READ_FAILED"
+	CodeBlobStore        = "INGEST_BLOB_STORE_UNAVAILABLE"
 )
 
 // CodeInfo documents one code.
@@ -41,6 +42,7 @@ var Codes = []CodeInfo{
 	{CodeOverloaded, http.StatusServiceUnavailable, "The pipeline is saturated; nothing was accepted; retry after Retry-After seconds."},
 	{CodeKafkaUnavailable, http.StatusServiceUnavailable, "Kafka did not acknowledge the message in time; it was not accepted; retry."},
 	{CodeReadFailed, http.StatusBadRequest, "The request body could not be read completely."},
+	{CodeBlobStore, http.StatusServiceUnavailable, "A large message could not be written to the claim-check blob store; nothing was accepted; retry."},
 }
 
 func statusOf(code string) int {

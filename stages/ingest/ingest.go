@@ -7,6 +7,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -18,6 +19,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/memoflow/memoflow/internal/auth"
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
@@ -71,7 +74,9 @@ type API struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	topic string
+	topic     string
+	blobs     blob.Store
+	threshold int64
 
 	mu       sync.Mutex
 	limiters map[string]*rate.Limiter
@@ -83,6 +88,13 @@ type Option func(*API)
 // WithTopic makes the API write to topic instead of memo.ingest
 // (benchmarks against a shared cluster).
 func WithTopic(topic string) Option { return func(a *API) { a.topic = topic } }
+
+// WithBlobStore turns on the claim check: a MeMo larger than threshold
+// bytes goes to store and its Kafka record carries only the reference, so
+// records stay small whatever the attachments weigh.
+func WithBlobStore(store blob.Store, threshold int64) Option {
+	return func(a *API) { a.blobs, a.threshold = store, threshold }
+}
 
 // New returns the API. producer must be an idempotent, acks=all client
 // (franz-go's default).
@@ -170,9 +182,15 @@ func (a *API) submitOne(w http.ResponseWriter, r *http.Request, p *auth.Principa
 		a.emitReceipt(r.Context(), tid, uuid, p, rej)
 		return
 	}
-	rec := a.ingestRecord(tid, uuid, p, body, false)
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.AckTimeout)
 	defer cancel()
+	rec, err := a.ingestRecord(ctx, tid, uuid, p, body, false)
+	if err != nil {
+		a.log.Warn("blob store refused a message", "err", err, "messageUUID", uuid)
+		w.Header().Set("Retry-After", "5")
+		a.answer(w, tid, uuid, reject(CodeBlobStore, "the message could not be stored: %v", err))
+		return
+	}
 	if err := a.producer.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		a.log.Warn("kafka did not acknowledge a submission", "err", err, "messageUUID", uuid)
 		w.Header().Set("Retry-After", "5")
@@ -211,12 +229,25 @@ func (a *API) check(body []byte, p *auth.Principal) (*memo.Message, *rejection) 
 	return m, nil
 }
 
-func (a *API) ingestRecord(tid, uuid string, p *auth.Principal, body []byte, mass bool) *kgo.Record {
+// ingestRecord builds the memo.ingest record; a MeMo above the claim-check
+// threshold is stored as a blob first and the record carries its key.
+func (a *API) ingestRecord(ctx context.Context, tid, uuid string, p *auth.Principal, body []byte, mass bool) (*kgo.Record, error) {
 	sum := sha256.Sum256(body)
-	return records.NewIngestRecord(a.topic, records.IngestMeta{
+	meta := records.IngestMeta{
 		MessageUUID: uuid, TransmissionID: tid, SenderOrg: p.Org, SenderSystem: p.ID,
 		ReceivedAt: a.now(), MassSend: mass, ContentSHA256: hex.EncodeToString(sum[:]), Size: len(body),
-	}, body)
+	}
+	if a.blobs != nil && int64(len(body)) > a.threshold {
+		// The key holds the content hash: a resend of the same message
+		// finds its blob (Put is idempotent), other content gets its own.
+		key := p.Org + "/" + strings.ToLower(uuid) + "-" + meta.ContentSHA256[:16]
+		if _, err := a.blobs.Put(ctx, key, bytes.NewReader(body)); err != nil {
+			return nil, err
+		}
+		meta.BlobKey = key
+		body = nil
+	}
+	return records.NewIngestRecord(a.topic, meta, body), nil
 }
 
 // emitReceipt records a rejection in memo.receipts so the sender also finds

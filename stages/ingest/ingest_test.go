@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/internal/auth"
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/records"
 )
@@ -47,6 +48,10 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, cfgMut ...func(*Config)) *fixture {
+	return newFixtureOpts(t, nil, cfgMut...)
+}
+
+func newFixtureOpts(t *testing.T, opts []Option, cfgMut ...func(*Config)) *fixture {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, pipeline.TopicIngest, pipeline.TopicReceipts))
 	if err != nil {
@@ -66,7 +71,7 @@ func newFixture(t *testing.T, cfgMut ...func(*Config)) *fixture {
 	for _, m := range cfgMut {
 		m(&cfg)
 	}
-	api, err := New(cfg, store, cl, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	api, err := New(cfg, store, cl, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,5 +306,37 @@ func TestSubmitBatchMultipartAndBadArchives(t *testing.T) {
 		if status < 400 || br.ErrorCode == "" || (tc.code != "" && br.ErrorCode != tc.code) {
 			t.Errorf("%s: status %d code %q, want an error %s", name, status, br.ErrorCode, tc.code)
 		}
+	}
+}
+
+func TestClaimCheck(t *testing.T) {
+	store, err := blob.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureOpts(t, []Option{WithBlobStore(store, 1024)})
+	uuid := "8c2ea15d-61fb-4ba9-9366-42f8b194c114"
+	body := memoXML(uuid, testOrg)
+	body = strings.Replace(body, "VGhpcyBpcyBhIHRlc3Q=", strings.Repeat("QUJD", 2000), 1) // > 1 KB
+	status, rc, _ := f.post(t, f.token, uuid, "application/xml", strings.NewReader(body))
+	if status != 201 {
+		t.Fatalf("status %d %+v", status, rc)
+	}
+	recs := f.ingested(t, 1, 5*time.Second)
+	if len(recs) != 1 {
+		t.Fatal("no record")
+	}
+	m := records.ReadIngestMeta(recs[0])
+	if m.BlobKey == "" || len(recs[0].Value) != 0 || m.Size != len(body) {
+		t.Fatalf("record not claim-checked: key %q, %d value bytes", m.BlobKey, len(recs[0].Value))
+	}
+	rcv, err := store.Get(context.Background(), blob.Ref{Key: m.BlobKey, Size: int64(m.Size), SHA256: m.ContentSHA256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rcv)
+	rcv.Close()
+	if string(got) != body {
+		t.Fatal("blob differs from the message")
 	}
 }

@@ -13,17 +13,20 @@
 package validate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/pflag"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/schemas/memo"
@@ -34,9 +37,9 @@ import (
 type Stage struct {
 	pseudo *events.Pseudonymizer
 	now    func() time.Time
-	// Bodies loads a claim-checked MeMo from the blob store (nil: none
-	// configured; a claim-checked record is then poison).
-	Bodies func(ctx context.Context, key string) ([]byte, error)
+	// Blobs holds claim-checked MeMos (nil: none configured; a
+	// claim-checked record is then poison).
+	Blobs blob.Store
 	// Dedup, when set, makes messageUUID the idempotency key.
 	Dedup *Dedup
 	// Duplicates counts dropped same-content resends and rejected
@@ -77,12 +80,17 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 		}
 		body := r.Value
 		if meta.BlobKey != "" {
-			if s.Bodies == nil {
+			if s.Blobs == nil {
 				b.Reject(r, pipeline.Poison("VALIDATE_NO_BLOB_STORE", errors.New("claim-checked message but no blob store configured")))
 				continue
 			}
 			var err error
-			if body, err = s.Bodies(ctx, meta.BlobKey); err != nil {
+			body, err = readBlob(ctx, s.Blobs, blob.Ref{Key: meta.BlobKey, Size: int64(meta.Size), SHA256: meta.ContentSHA256})
+			switch {
+			case errors.Is(err, blob.ErrNotFound), errors.Is(err, blob.ErrCorrupt):
+				b.Reject(r, pipeline.Poison("VALIDATE_BLOB_MISSING", err))
+				continue
+			case err != nil:
 				return pipeline.Transient(err)
 			}
 		}
@@ -131,6 +139,20 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 		}
 	}
 	return nil
+}
+
+func readBlob(ctx context.Context, store blob.Store, ref blob.Ref) ([]byte, error) {
+	rc, err := store.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := make([]byte, 0, ref.Size)
+	w := bytes.NewBuffer(buf)
+	if _, err := io.Copy(w, rc); err != nil {
+		return nil, err
+	}
+	return w.Bytes(), nil
 }
 
 // CodeUUIDReused rejects a messageUUID reused with different content.
