@@ -135,6 +135,15 @@ var Migrations = []Migration{
 		Version: 4, Name: "insert_dedup_window", SQL: mustFile("0004_insert_dedup_window.sql"),
 		Requires: func(f chconn.Features) bool { return f.InsertDeduplicationToken },
 	},
+	// 0005-0009 belong to the event-log queries (stages/eventquery).
+	{Version: 5, Name: "events_by_message", SQL: mustFile("0005_events_by_message.sql")},
+	{
+		Version: 6, Name: "events_by_message_ttl", SQL: mustFile("0006_events_by_message_ttl.sql"),
+		Requires: func(f chconn.Features) bool { return f.TTL },
+		Params:   func(o Options) string { return fmt.Sprintf("retention_days=%d", retentionDays(o.Retention)) },
+	},
+	// 0010-0014 belong to the receipts store and API (stages/receipts).
+	{Version: 10, Name: "receipts", SQL: mustFile("0010_receipts.sql")},
 }
 
 // Result says what Migrate did.
