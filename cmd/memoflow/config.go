@@ -162,7 +162,16 @@ func loadConfig(cmd *cobra.Command, c *Config) error {
 	// The flags share memory with c, and the file is decoded into c: keep
 	// the command line's values to apply them again last.
 	given := map[string]string{}
-	fs.Visit(func(f *pflag.Flag) { given[f.Name] = f.Value.String() })
+	givenSlices := map[string][]string{}
+	fs.Visit(func(f *pflag.Flag) {
+		// A slice flag's String() is "[a,b]", and Set appends after the
+		// first call: keep and replace its elements instead.
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			givenSlices[f.Name] = sv.GetSlice()
+			return
+		}
+		given[f.Name] = f.Value.String()
+	})
 	path, _ := fs.GetString("config")
 	if path == "" {
 		path = os.Getenv("MEMOFLOW_CONFIG")
@@ -220,7 +229,13 @@ func loadConfig(cmd *cobra.Command, c *Config) error {
 		if f.Name == "config" || flagErr != nil {
 			return
 		}
-		if err := f.Value.Set(given[f.Name]); err != nil {
+		var err error
+		if vals, ok := givenSlices[f.Name]; ok {
+			err = f.Value.(pflag.SliceValue).Replace(vals)
+		} else {
+			err = f.Value.Set(given[f.Name])
+		}
+		if err != nil {
 			flagErr = usageErr(fmt.Errorf("--%s: %v", f.Name, err))
 		}
 	})

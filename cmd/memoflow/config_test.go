@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // run executes the CLI in-process and returns exit code, stdout, stderr.
@@ -103,5 +105,28 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "memoflow ") {
 		t.Fatalf("version: exit %d, %q", code, out)
+	}
+}
+
+// A slice flag given on the command line keeps exactly its elements after
+// loadConfig re-applies the flags (Set would append "[a,b]" to them).
+func TestLoadConfigSliceFlags(t *testing.T) {
+	cmd := &cobra.Command{Use: "x"}
+	c := bindConfig(cmd)
+	var got []string
+	var arr []string
+	cmd.Flags().StringSliceVar(&got, "test-list", []string{"default"}, "")
+	cmd.Flags().StringArrayVar(&arr, "test-array", nil, "")
+	if err := cmd.Flags().Parse([]string{"--test-list", "a,b", "--test-list", "c", "--test-array", "x,y"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := loadConfig(cmd, c); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != "a|b|c" {
+		t.Errorf("slice flag after loadConfig = %q, want [a b c]", got)
+	}
+	if strings.Join(arr, "|") != "x,y" {
+		t.Errorf("array flag after loadConfig = %q, want [x,y]", arr)
 	}
 }
