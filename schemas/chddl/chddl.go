@@ -49,16 +49,20 @@ type Options struct {
 	Database string `yaml:"-"`
 	// Retention of the event log (default 5 years).
 	Retention time.Duration `yaml:"retention"`
-	// Cluster, when set, will put ON CLUSTER on every statement. The
-	// templates already carry the clause; what is missing is Replicated
-	// engines and a distributed schema_migrations, so Validate refuses it.
+	// Cluster, when set, is the remote_servers cluster the schema lives on:
+	// every statement gets ON CLUSTER, every table (schema_migrations too)
+	// a Replicated engine whose Keeper path is
+	// /clickhouse/tables/{shard}/<database>/<table> with replica '{replica}'
+	// (the servers define both macros). It needs ClickHouse 22.2+ with
+	// Keeper; the migrations themselves stay as written (see replicated).
 	Cluster string `yaml:"cluster"`
 }
 
-// RegisterFlags binds the retention flag (the database comes from
-// chconn.Config's --clickhouse-database).
+// RegisterFlags binds the retention and cluster flags (the database comes
+// from chconn.Config's --clickhouse-database).
 func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.Retention, "eventlog-retention", DefaultRetention, "how long event-log rows are kept (whole months are dropped)")
+	fs.StringVar(&o.Cluster, "clickhouse-cluster", "", "remote_servers cluster for the schema: ON CLUSTER DDL and Replicated tables (ClickHouse 22.2+ with Keeper); empty: single server")
 }
 
 func (o Options) withDefaults() Options {
@@ -79,8 +83,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("%w: --clickhouse-database must be a plain identifier, got %q", ErrInvalidOptions, o.Database)
 	case o.Retention < 24*time.Hour:
 		return fmt.Errorf("%w: --eventlog-retention must be at least 24h, got %v", ErrInvalidOptions, o.Retention)
-	case o.Cluster != "":
-		return fmt.Errorf("%w: cluster %q: ON CLUSTER schemas are not supported yet (they need Replicated engines)", ErrInvalidOptions, o.Cluster)
+	case o.Cluster != "" && !chconn.IsIdentifier(o.Cluster):
+		return fmt.Errorf("%w: schema.cluster must be the plain name of a remote_servers cluster, got %q", ErrInvalidOptions, o.Cluster)
 	}
 	return nil
 }
@@ -169,14 +173,17 @@ func migrate(ctx context.Context, conn driver.Conn, opts Options, ms []Migration
 		return Result{}, err
 	}
 	res := Result{Server: f.Version}
+	if opts.Cluster != "" && !f.InsertDeduplicationToken {
+		return res, fmt.Errorf("%w: schema.cluster %q needs ClickHouse 22.2 or newer with Keeper (server %s); unset it to use the single-server schema", ErrInvalidOptions, opts.Cluster, f.Version)
+	}
 	r := runner{conn: conn, opts: opts}
 	if err := r.exec(ctx, "CREATE DATABASE IF NOT EXISTS "+opts.Database+r.onCluster()); err != nil {
 		return res, err
 	}
-	if err := r.exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s%s (
+	if err := r.exec(ctx, r.replicated(fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.%s%s (
 	version UInt32, name String, checksum String, params String,
 	server_version String, applied_at DateTime('UTC'), seq UInt64
-) ENGINE = MergeTree ORDER BY (version, seq)`, opts.Database, MigrationsTable, r.onCluster())); err != nil {
+) ENGINE = MergeTree ORDER BY (version, seq)`, opts.Database, MigrationsTable, r.onCluster()))); err != nil {
 		return res, err
 	}
 	applied, err := r.applied(ctx)
@@ -295,10 +302,44 @@ func (r runner) render(m Migration) ([]string, error) {
 	var out []string
 	for _, s := range stmtEnd.Split(sb.String(), -1) {
 		if s = stripComments(s); s != "" {
-			out = append(out, s)
+			out = append(out, r.replicated(s))
 		}
 	}
 	return out, nil
+}
+
+// createTable and mergeTreeEngine find a CREATE TABLE's name and its
+// MergeTree-family engine with the engine's arguments.
+var (
+	createTable     = regexp.MustCompile(`(?i)^CREATE TABLE (?:IF NOT EXISTS )?([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)`)
+	mergeTreeEngine = regexp.MustCompile(`ENGINE = (Replacing|Summing|Aggregating|Collapsing|VersionedCollapsing)?MergeTree(\(([^()]|\([^()]*\))*\))?`)
+)
+
+// replicated turns a CREATE TABLE of the single-server schema into its
+// cluster form: ReplicatedXMergeTree with a Keeper path per table, the
+// engine's own arguments kept after the path and replica. Rewriting at
+// render time, rather than templating engines in the migrations, keeps
+// the applied migrations' checksums: the SQL files are the same for both
+// variants. Statements other than CREATE TABLE pass unchanged (views
+// with TO need no engine; ALTER and DROP PARTITION on a Replicated table
+// replicate by themselves).
+func (r runner) replicated(stmt string) string {
+	if r.opts.Cluster == "" {
+		return stmt
+	}
+	m := createTable.FindStringSubmatch(stmt)
+	if m == nil {
+		return stmt
+	}
+	path := fmt.Sprintf("'/clickhouse/tables/{shard}/%s/%s', '{replica}'", m[1], m[2])
+	return mergeTreeEngine.ReplaceAllStringFunc(stmt, func(e string) string {
+		sub := mergeTreeEngine.FindStringSubmatch(e)
+		args := strings.TrimSuffix(strings.TrimPrefix(sub[2], "("), ")")
+		if strings.TrimSpace(args) != "" {
+			args = ", " + args
+		}
+		return "ENGINE = Replicated" + sub[1] + "MergeTree(" + path + args + ")"
+	})
 }
 
 // stripComments drops whole-line "--" comments: a statement that is only

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -25,7 +26,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"explicit", Options{Database: "dp_log", Retention: 30 * 24 * time.Hour}, true},
 		{"bad database", Options{Database: "dp-log"}, false},
 		{"short retention", Options{Retention: time.Hour}, false},
-		{"cluster", Options{Cluster: "main"}, false},
+		{"cluster", Options{Cluster: "main"}, true},
+		{"bad cluster", Options{Cluster: "main; DROP"}, false},
 	} {
 		err := tc.o.Validate()
 		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrInvalidOptions) {
@@ -54,6 +56,133 @@ func TestRenderEveryVersion(t *testing.T) {
 	}
 	if got := retentionDays(DefaultRetention); got != 1827 {
 		t.Errorf("retention days = %d", got)
+	}
+}
+
+// TestRenderCluster renders the schema for a cluster: every statement
+// carries ON CLUSTER, every table a Replicated engine with its own Keeper
+// path and the engine's arguments kept, and nothing else changes.
+func TestRenderCluster(t *testing.T) {
+	single := runner{opts: Options{Database: "memoflow", Retention: DefaultRetention}}
+	cluster := runner{opts: Options{Database: "memoflow", Retention: DefaultRetention, Cluster: "memoflow"}}
+	engines := map[string]string{}
+	for _, m := range Migrations {
+		a, err := single.render(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cluster.render(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a) != len(b) {
+			t.Fatalf("%s: %d statements single, %d cluster", m, len(a), len(b))
+		}
+		for i, s := range b {
+			// INSERT has no ON CLUSTER: into a Replicated table it
+			// replicates by itself.
+			if !strings.Contains(s, " ON CLUSTER memoflow") && !strings.HasPrefix(s, "INSERT") {
+				t.Errorf("%s: statement without ON CLUSTER: %s", m, firstLine(s))
+			}
+			if strings.Contains(s, "ENGINE") && !strings.Contains(s, "ENGINE = Replicated") {
+				t.Errorf("%s: not replicated: %s", m, s)
+			}
+			if tm := createTable.FindStringSubmatch(s); tm != nil && strings.Contains(s, "ENGINE") {
+				e := s[strings.Index(s, "ENGINE"):]
+				e, _, _ = strings.Cut(e, "\n")
+				engines[tm[2]] = e
+			}
+			// Apart from the engine, the statement is the single-server one.
+			strip := func(x string) string {
+				x = strings.ReplaceAll(x, " ON CLUSTER memoflow", "")
+				x = unreplicate.ReplaceAllString(x, "$1(")
+				return strings.Join(strings.Fields(mergeTreeEngine.ReplaceAllString(x, "ENGINE")), " ")
+			}
+			if strip(s) != strip(a[i]) {
+				t.Errorf("%s: cluster statement differs beyond ON CLUSTER and engine:\n%s\n---\n%s", m, a[i], s)
+			}
+		}
+	}
+	for table, want := range map[string]string{
+		"events":            "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/memoflow/events', '{replica}')",
+		"event_stats_daily": "ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/memoflow/event_stats_daily', '{replica}', (events, size_bytes))",
+		"receipts":          "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/memoflow/receipts', '{replica}', version)",
+	} {
+		if engines[table] != want {
+			t.Errorf("%s: engine %q, want %q", table, engines[table], want)
+		}
+	}
+	if got := cluster.replicated("CREATE TABLE IF NOT EXISTS memoflow.schema_migrations ON CLUSTER memoflow (v UInt32) ENGINE = MergeTree ORDER BY v"); !strings.Contains(got, "ReplicatedMergeTree('/clickhouse/tables/{shard}/memoflow/schema_migrations', '{replica}') ORDER BY v") {
+		t.Errorf("schema_migrations: %s", got)
+	}
+}
+
+// A cluster schema needs a server with Keeper-era replication (22.2+):
+// on an older one Migrate refuses before it changes anything.
+// TestClusterSyntax sends the cluster form of every table this server can
+// create (without ON CLUSTER: no cluster here) to the real server. A server
+// without Keeper and macros refuses to create it, but only after parsing
+// it: "No macro shard" or a ZooKeeper error means the statement is valid
+// ClickHouse SQL, a syntax error fails the test.
+func TestClusterSyntax(t *testing.T) {
+	conn, _ := chtest.Conn(t)
+	f, err := chconn.ServerFeatures(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := chtest.Database(t, conn)
+	r := runner{opts: Options{Database: db, Retention: DefaultRetention, Cluster: "memoflow"}}
+	tried := 0
+	for _, m := range Migrations {
+		if m.Requires != nil && !m.Requires(f) {
+			continue
+		}
+		stmts, err := r.render(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range stmts {
+			if !createTable.MatchString(s) {
+				continue
+			}
+			tried++
+			err := conn.Exec(context.Background(), strings.ReplaceAll(s, " ON CLUSTER memoflow", ""))
+			switch {
+			case err == nil:
+				t.Logf("%s: created (this server has the macros)", m)
+			case strings.Contains(err.Error(), "No macro") || strings.Contains(err.Error(), "ZooKeeper") || strings.Contains(err.Error(), "Keeper"):
+			default:
+				t.Errorf("%s: %v\n%s", m, err, s)
+			}
+		}
+	}
+	if tried < 4 {
+		t.Errorf("only %d CREATE TABLE statements tried", tried)
+	}
+}
+
+var unreplicate = regexp.MustCompile(`Replicated(\w*MergeTree)\('[^']*', '\{replica\}'(, )?`)
+
+func TestClusterNeedsModernServer(t *testing.T) {
+	conn, _ := chtest.Conn(t)
+	f, err := chconn.ServerFeatures(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.InsertDeduplicationToken {
+		t.Skipf("server %s supports the cluster schema; this test needs an old one", f.Version)
+	}
+	db := "memoflow_cluster_refused"
+	_, err = Migrate(context.Background(), conn, Options{Database: db, Cluster: "memoflow"})
+	if !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("Migrate with a cluster on %s = %v, want ErrInvalidOptions", f.Version, err)
+	}
+	var n uint64
+	if err := conn.QueryRow(context.Background(), "SELECT count() FROM system.databases WHERE name = ?", db).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("database %s was created although the options were refused", db)
 	}
 }
 
