@@ -116,6 +116,9 @@ func (r *Runner) clientOpts() ([]kgo.Opt, error) {
 	if len(r.hooks) > 0 {
 		opts = append(opts, kgo.WithHooks(r.hooks...))
 	}
+	if _, ok := r.stage.(CoPartitioned); ok {
+		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
+	}
 	if rl, ok := r.stage.(RevokeListener); ok {
 		fn := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { rl.PartitionsRevoked(m) }
 		opts = append(opts, kgo.OnPartitionsRevoked(fn), kgo.OnPartitionsLost(fn))

@@ -50,6 +50,16 @@ type RevokeListener interface {
 	PartitionsRevoked(map[string][]int32)
 }
 
+// CoPartitioned is implemented by stages whose inputs are co-partitioned:
+// partition p of every input topic carries the same keys, and the stage
+// keeps state per partition number, so one member must own partition p of
+// all its inputs at once. The runner then uses the range balancer, which
+// hands out equal partition numbers of equally sized topics together
+// (cooperative-sticky, the default, does not).
+type CoPartitioned interface {
+	CoPartitioned()
+}
+
 // Batch is the unit crossing the stage boundary: the records of one or more
 // polls, in per-partition order, and what the stage emitted for them.
 type Batch struct {
