@@ -25,6 +25,8 @@ const (
 	TopicRegistry = "memo.registry" // registry changes, compacted (admin → route, deliver, ingest)
 	TopicDLQ      = "memo.dlq"      // poison records with error headers
 	TopicDedup    = "memo.dedup"    // messageUUID → verdict, compacted (validate's idempotency state)
+	TopicSchedule = "memo.schedule" // recall commands and release ticks, co-partitioned with memo.valid (API, ticker → schedule)
+	TopicRecalls  = "memo.recalls"  // recall outcomes by request id, compacted (schedule → recall API)
 )
 
 // TopicSpec is one entry of the catalogue.
@@ -43,7 +45,7 @@ type TopicSpec struct {
 var Catalogue = []TopicSpec{
 	{Name: TopicIngest, Purpose: "accepted MeMo messages as submitted (original bytes or claim-check reference)"},
 	{Name: TopicValid, Purpose: "parsed and validated messages as compact records"},
-	{Name: TopicHeld, Purpose: "messages held until their value date, and their releases and recalls"},
+	{Name: TopicHeld, Compacted: true, Purpose: "messages held until their value date, and their releases and recalls (schedule's changelog, key messageUUID, partitioned like memo.valid)"},
 	{Name: TopicReady, Purpose: "messages due for routing"},
 	{Name: TopicRouted, Purpose: "messages with their destination system, partitioned by destination"},
 	{Name: TopicRetry, Purpose: "delivery attempts scheduled for later"},
@@ -52,6 +54,8 @@ var Catalogue = []TopicSpec{
 	{Name: TopicRegistry, Compacted: true, Purpose: "organisations, systems, contact structures (source of truth)"},
 	{Name: TopicDLQ, Retention: 30 * 24 * time.Hour, Purpose: "records no stage could process, with error headers"},
 	{Name: TopicDedup, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "messageUUID → first verdict: the idempotency window (same partitioning as memo.ingest)"},
+	{Name: TopicSchedule, Retention: 7 * 24 * time.Hour, Purpose: "recall commands (key messageUUID) and release ticks for the schedule stage, partitioned like memo.valid"},
+	{Name: TopicRecalls, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "recall outcomes by request id, read by the recall API"},
 }
 
 // TopicOptions say how EnsureTopics creates topics.
