@@ -14,19 +14,22 @@ import (
 // Topic names: the one catalogue of what flows where. docs/ARCHITECTURE.md
 // describes each record format.
 const (
-	TopicIngest   = "memo.ingest"   // accepted MeMo shipments, key messageUUID (ingest → parse)
-	TopicValid    = "memo.valid"    // parsed+validated compact records (parse/validate → schedule)
-	TopicHeld     = "memo.held"     // messages held until their value date (schedule's changelog)
-	TopicReady    = "memo.ready"    // released for routing (schedule → route)
-	TopicRouted   = "memo.routed"   // routed, key = destination system (route → deliver)
-	TopicRetry    = "memo.retry"    // delivery attempts due later (deliver → deliver)
-	TopicEvents   = "memo.events"   // lifecycle events, metadata only (every stage → eventlog)
-	TopicReceipts = "memo.receipts" // technical and business receipts to senders
-	TopicRegistry = "memo.registry" // registry changes, compacted (admin → route, deliver, ingest)
-	TopicDLQ      = "memo.dlq"      // poison records with error headers
-	TopicDedup    = "memo.dedup"    // messageUUID → verdict, compacted (validate's idempotency state)
-	TopicSchedule = "memo.schedule" // recall commands and release ticks, co-partitioned with memo.valid (API, ticker → schedule)
-	TopicRecalls  = "memo.recalls"  // recall outcomes by request id, compacted (schedule → recall API)
+	TopicIngest    = "memo.ingest"     // accepted MeMo shipments, key messageUUID (ingest → parse)
+	TopicValid     = "memo.valid"      // parsed+validated compact records (parse/validate → schedule)
+	TopicHeld      = "memo.held"       // messages held until their value date (schedule's changelog)
+	TopicReady     = "memo.ready"      // released for routing (schedule → route)
+	TopicRouted    = "memo.routed"     // routed, key = destination system (route → deliver)
+	TopicRetry     = "memo.retry"      // delivery attempts due later (deliver → deliver)
+	TopicEvents    = "memo.events"     // lifecycle events, metadata only (every stage → eventlog)
+	TopicReceipts  = "memo.receipts"   // technical and business receipts to senders
+	TopicRegistry  = "memo.registry"   // registry changes, compacted (admin → route, deliver, ingest)
+	TopicDLQ       = "memo.dlq"        // poison records with error headers
+	TopicDedup     = "memo.dedup"      // messageUUID → verdict, compacted (validate's idempotency state)
+	TopicOutbox    = "memo.outbox"     // recipient systems' waiting post for pull, compacted, key system/uuid (deliver → pull API)
+	TopicNotify    = "memo.notify"     // notifications for contact persons (deliver → mailer)
+	TopicSchedule  = "memo.schedule"   // recall commands and release ticks, co-partitioned with memo.valid (API, ticker → schedule)
+	TopicRecalls   = "memo.recalls"    // recall outcomes by request id, compacted (schedule → recall API)
+	TopicBlobsDone = "memo.blobs.done" // claim-check blobs no longer needed, key blob key (deliver → blobgc)
 )
 
 // TopicSpec is one entry of the catalogue.
@@ -54,7 +57,10 @@ var Catalogue = []TopicSpec{
 	{Name: TopicRegistry, Compacted: true, Purpose: "organisations, systems, contact structures (source of truth)"},
 	{Name: TopicDLQ, Retention: 30 * 24 * time.Hour, Purpose: "records no stage could process, with error headers"},
 	{Name: TopicDedup, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "messageUUID → first verdict: the idempotency window (same partitioning as memo.ingest)"},
+	{Name: TopicOutbox, Compacted: true, Purpose: "post waiting for pickup by recipient systems (pull, publish/subscribe, deactivated); tombstoned after pickup and receipt"},
+	{Name: TopicNotify, Purpose: "notifications for recipient systems' contact persons (redelivery given up, deactivation)"},
 	{Name: TopicSchedule, Retention: 7 * 24 * time.Hour, Purpose: "recall commands (key messageUUID) and release ticks for the schedule stage, partitioned like memo.valid"},
+	{Name: TopicBlobsDone, Purpose: "claim-check blobs whose message reached a final state; blobgc deletes them"},
 	{Name: TopicRecalls, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "recall outcomes by request id, read by the recall API"},
 }
 

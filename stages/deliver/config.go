@@ -1,0 +1,184 @@
+package deliver
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// DefaultSchedule is the seeds' redelivery rule ("3 times during the first
+// day, then once a day for 7 days"), as offsets from the first failed
+// attempt: three retries within the first 24 hours, then one a day on days
+// 1 to 7. After the last one fails, the system's contact person is told and
+// the sender gets a negative business receipt.
+var DefaultSchedule = []time.Duration{
+	1 * time.Hour, 4 * time.Hour, 12 * time.Hour,
+	24 * time.Hour, 48 * time.Hour, 72 * time.Hour, 96 * time.Hour, 120 * time.Hour, 144 * time.Hour, 168 * time.Hour,
+}
+
+// Config is the delivery stage's configuration.
+type Config struct {
+	// Schedule lists the retry times as offsets from the first failed
+	// attempt, strictly increasing. Each distinct gap between two
+	// neighbours gets its own delay topic (RetryTopics).
+	Schedule []time.Duration `yaml:"schedule"`
+	// DeactivateAfter: a recipient system that received nothing for this
+	// long when a message's schedule runs out is deactivated.
+	DeactivateAfter time.Duration `yaml:"deactivate_after"`
+	// Timeout bounds one HTTP push, connection to last byte.
+	Timeout time.Duration `yaml:"timeout"`
+	// PerSystem bounds the pushes in flight to one system; Workers bounds
+	// them over all systems.
+	PerSystem int `yaml:"per_system"`
+	Workers   int `yaml:"workers"`
+	// BreakerFailures consecutive failures open a system's circuit for
+	// BreakerCooldown: its messages are rescheduled without a call.
+	BreakerFailures int           `yaml:"breaker_failures"`
+	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
+	// RetryPollRecords bounds one poll of the retry consumer.
+	RetryPollRecords int `yaml:"retry_poll_records"`
+	// MaxIdle bounds how long the retry consumer waits before it looks at
+	// the clock again (so an injected clock is noticed in tests).
+	MaxIdle time.Duration `yaml:"max_idle"`
+	// PullStoreDir holds the pull API's on-disk outbox index.
+	PullStoreDir string `yaml:"pull_store_dir"`
+	// PullBaseURL is the public base URL told to publish/subscribe
+	// systems in notifications ("" = relative paths).
+	PullBaseURL string `yaml:"pull_base_url"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Schedule:         slices.Clone(DefaultSchedule),
+		DeactivateAfter:  7 * 24 * time.Hour,
+		Timeout:          30 * time.Second,
+		PerSystem:        8,
+		Workers:          256,
+		BreakerFailures:  5,
+		BreakerCooldown:  30 * time.Second,
+		RetryPollRecords: 1000,
+		MaxIdle:          time.Second,
+		PullStoreDir:     "./var/outbox",
+	}
+}
+
+// RegisterFlags binds the configuration to flags named --deliver-*.
+func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
+	d := DefaultConfig()
+	*c = d
+	fs.Var((*scheduleValue)(&c.Schedule), "deliver-schedule", "redelivery times after the first failed attempt, comma-separated durations, increasing (the seeds: 3 the first day, then daily for 7 days)")
+	fs.DurationVar(&c.DeactivateAfter, "deliver-deactivate-after", d.DeactivateAfter, "deactivate a recipient system that received nothing for this long")
+	fs.DurationVar(&c.Timeout, "deliver-timeout", d.Timeout, "timeout of one push to a recipient system")
+	fs.IntVar(&c.PerSystem, "deliver-per-system", d.PerSystem, "pushes in flight per recipient system")
+	fs.IntVar(&c.Workers, "deliver-workers", d.Workers, "pushes in flight over all recipient systems")
+	fs.IntVar(&c.BreakerFailures, "deliver-breaker-failures", d.BreakerFailures, "consecutive failures that open a system's circuit")
+	fs.DurationVar(&c.BreakerCooldown, "deliver-breaker-cooldown", d.BreakerCooldown, "how long an open circuit stays open before one probe")
+	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
+	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
+	fs.StringVar(&c.PullBaseURL, "deliver-pull-base-url", d.PullBaseURL, "public base URL of the pull API, used in publish/subscribe notifications")
+}
+
+// Validate checks c; errors name the field and the fix.
+func (c *Config) Validate() error {
+	if len(c.Schedule) == 0 {
+		return errors.New("deliver.schedule: empty; give at least one retry offset, e.g. 1h,4h,12h,24h")
+	}
+	for i, d := range c.Schedule {
+		if d <= 0 {
+			return fmt.Errorf("deliver.schedule[%d]: %v is not positive", i, d)
+		}
+		if i > 0 && d <= c.Schedule[i-1] {
+			return fmt.Errorf("deliver.schedule[%d]: %v is not after %v; offsets count from the first failure and must increase", i, d, c.Schedule[i-1])
+		}
+	}
+	switch {
+	case c.DeactivateAfter <= 0:
+		return errors.New("deliver.deactivate_after: must be positive, e.g. 168h")
+	case c.Timeout <= 0:
+		return errors.New("deliver.timeout: must be positive, e.g. 30s")
+	case c.PerSystem < 1:
+		return errors.New("deliver.per_system: must be at least 1")
+	case c.Workers < c.PerSystem:
+		return fmt.Errorf("deliver.workers: %d is below per_system %d; raise it", c.Workers, c.PerSystem)
+	case c.BreakerFailures < 1:
+		return errors.New("deliver.breaker_failures: must be at least 1")
+	case c.BreakerCooldown <= 0:
+		return errors.New("deliver.breaker_cooldown: must be positive, e.g. 30s")
+	case c.RetryPollRecords < 1:
+		return errors.New("deliver.retry_poll_records: must be at least 1")
+	case c.MaxIdle <= 0:
+		return errors.New("deliver.max_idle: must be positive, e.g. 1s")
+	}
+	return nil
+}
+
+// RetryTopicPrefix names the delay topics: memo.retry.<gap>.
+const RetryTopicPrefix = "memo.retry."
+
+// RetryTopics returns the delay topics of the schedule, one per distinct
+// gap between neighbouring attempts. Every record of one topic waits the
+// same time, so a partition's records become due in the order they were
+// written and its consumer only ever waits for the head.
+func (c *Config) RetryTopics() []string {
+	var out []string
+	for i := range c.Schedule {
+		t := RetryTopicPrefix + durName(c.gap(i))
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// gap is the wait before retry i (0-based): from the failure of the
+// attempt before it.
+func (c *Config) gap(i int) time.Duration {
+	if i == 0 {
+		return c.Schedule[0]
+	}
+	return c.Schedule[i] - c.Schedule[i-1]
+}
+
+// durName is a short topic-safe duration: 90s, 15m, 8h, 1h30m.
+func durName(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	case d%time.Minute == 0:
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
+	case d%time.Second == 0:
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return strconv.FormatInt(int64(d/time.Millisecond), 10) + "ms"
+}
+
+type scheduleValue []time.Duration
+
+func (s *scheduleValue) String() string {
+	parts := make([]string, len(*s))
+	for i, d := range *s {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (s *scheduleValue) Set(v string) error {
+	var out []time.Duration
+	for _, p := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(p))
+		if err != nil {
+			return fmt.Errorf("--deliver-schedule: %q: %v", p, err)
+		}
+		out = append(out, d)
+	}
+	*s = out
+	return nil
+}
+
+func (s *scheduleValue) Type() string { return "durations" }

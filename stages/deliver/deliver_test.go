@@ -1,0 +1,239 @@
+package deliver
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/encoding/json"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/memoflow/memoflow/internal/recipientsim"
+	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/schemas/events"
+	"github.com/memoflow/memoflow/schemas/records"
+)
+
+// TestSchedule runs one message against a system that is down for good,
+// under a fake clock: every attempt at its exact time, then the contact
+// person's notification, the negative receipt, and deactivation on day 7.
+func TestSchedule(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{})
+	sys := pushSystem("sys-down", base)
+	sim.SetDown(sys.ID, true)
+	systems := NewStaticSystems(sys)
+	clk := newClock(t0)
+	d, err := NewDeliverer(testConfig(), systems, testPseudo(t), WithClock(clk.now), WithDeactivator(systems), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _, _ := decodeItems([]*kgo.Record{envRecord(pipeline.TopicRouted, testEnv(1, sys.ID))})
+	var attempts []time.Duration
+	for round := 0; ; round++ {
+		if round > 20 {
+			t.Fatal("schedule does not end")
+		}
+		attempts = append(attempts, clk.now().Sub(t0))
+		d.run(context.Background(), items)
+		it := items[0]
+		out := byTopic(it.out)
+		retries := 0
+		var next *kgo.Record
+		for topic, rs := range out {
+			if strings.HasPrefix(topic, RetryTopicPrefix) {
+				retries += len(rs)
+				next = rs[0]
+			}
+		}
+		if next == nil {
+			// Given up: receipt, notification, outbox, deactivation.
+			if len(out[pipeline.TopicReceipts]) != 1 {
+				t.Fatalf("want one receipt at the end, got %d", len(out[pipeline.TopicReceipts]))
+			}
+			var rc records.Receipt
+			if err := records.DecodeReceipt(out[pipeline.TopicReceipts][0].Value, &rc); err != nil {
+				t.Fatal(err)
+			}
+			if rc.Kind != records.KindBusiness || rc.ReceiptStatus != records.StatusFailed || rc.ErrorCode != CodeExhausted {
+				t.Fatalf("final receipt %+v", rc)
+			}
+			if len(out[TopicNotify]) != 1 {
+				t.Fatalf("want one notification, got %d", len(out[TopicNotify]))
+			}
+			var n Notification
+			if err := json.Unmarshal(out[TopicNotify][0].Value, &n); err != nil {
+				t.Fatal(err)
+			}
+			if n.Contact != sys.Contact || !n.Deactivated || n.LastErrorCode != CodeHTTPStatus || n.FirstFailure != records.TimeStampOf(t0) {
+				t.Fatalf("notification %+v", n)
+			}
+			if len(out[TopicOutbox]) != 1 {
+				t.Fatalf("the message must wait for pickup; outbox records %d", len(out[TopicOutbox]))
+			}
+			tags := eventTags(t, out[pipeline.TopicEvents])
+			for _, want := range []events.Tag{events.MemoSendSentToRecipientSystemFailed, events.MemoSendFailed, events.SystemChanged, events.MemoSendReadyForFetch} {
+				if !slices.Contains(tags, want) {
+					t.Fatalf("final events %v lack %s", tags, want)
+				}
+			}
+			if s, _ := systems.System(sys.ID); s.Active {
+				t.Fatal("system still active after 7 days without a delivery")
+			}
+			break
+		}
+		if retries != 1 {
+			t.Fatalf("round %d: %d retry records", round, retries)
+		}
+		if tags := eventTags(t, out[pipeline.TopicEvents]); !slices.Equal(tags, []events.Tag{events.MemoSendSentToRecipientSystemFailed}) {
+			t.Fatalf("round %d: events %v", round, tags)
+		}
+		if len(out[pipeline.TopicReceipts]) != 0 {
+			t.Fatalf("round %d: a receipt before the schedule ends", round)
+		}
+		// The next attempt, at its due time.
+		items, _, _ = decodeItems([]*kgo.Record{next})
+		if want := t0.Add(d.cfg.Schedule[round]).UnixMilli(); items[0].env.NextAttemptMs != want {
+			t.Fatalf("round %d: next attempt at %v, want %v", round, time.UnixMilli(items[0].env.NextAttemptMs).UTC(), time.UnixMilli(want).UTC())
+		}
+		if next.Topic != RetryTopicPrefix+durName(d.cfg.gap(round)) {
+			t.Fatalf("round %d: topic %s", round, next.Topic)
+		}
+		clk.set(time.UnixMilli(items[0].env.NextAttemptMs))
+	}
+	want := append([]time.Duration{0}, DefaultSchedule...)
+	if !slices.Equal(attempts, want) {
+		t.Fatalf("attempts at %v, want %v", attempts, want)
+	}
+	if st := sim.Stats(); st.Attempts != int64(len(want)) {
+		t.Fatalf("simulator saw %d calls, want %d", st.Attempts, len(want))
+	}
+	// Three attempts on the first day after the first, then one a day.
+	first := 0
+	for _, a := range attempts[1:] {
+		if a < 24*time.Hour {
+			first++
+		}
+	}
+	if first != 3 || attempts[len(attempts)-1] != 7*24*time.Hour {
+		t.Fatalf("first-day retries %d, last at %v", first, attempts[len(attempts)-1])
+	}
+}
+
+// TestDeliverOutcomes: success, a negative receipt, 1.2 → 1.1, pull and
+// deactivated systems.
+func TestDeliverOutcomes(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{})
+	ok := pushSystem("ok", base)
+	mailbox := pushSystem("mailbox", base)
+	mailbox.Mailbox = true
+	pull := System{ID: "puller", Protocol: ProtoPull, Active: true}
+	off := pushSystem("off", base)
+	off.Active = false
+	neg, negBase := simServer(t, recipientsim.Config{NegativeRate: 1})
+	negSys := pushSystem("neg", negBase)
+	systems := NewStaticSystems(ok, mailbox, pull, off, negSys)
+	d, err := NewDeliverer(testConfig(), systems, testPseudo(t), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		dest    string
+		tags    []events.Tag
+		receipt string
+		topic   string
+	}{
+		{"ok", []events.Tag{events.MemoSendSentToRecipientSystem, events.BusinessReceiptCreated}, records.StatusCompleted, ""},
+		{"mailbox", []events.Tag{events.MemoAvailableToRecipient, events.BusinessReceiptCreated}, records.StatusCompleted, ""},
+		{"puller", []events.Tag{events.MemoSendReadyForFetch}, "", TopicOutbox},
+		{"off", []events.Tag{events.MemoSendReadyForFetch}, "", TopicOutbox},
+		{"neg", []events.Tag{events.MemoSendSentToRecipientSystemFailed}, "", RetryTopicPrefix + "1h"},
+		{"unknown", []events.Tag{events.MemoSendSentToRecipientSystemFailed}, "", RetryTopicPrefix + "1h"},
+	}
+	for i, c := range cases {
+		t.Run(c.dest, func(t *testing.T) {
+			items, _, _ := decodeItems([]*kgo.Record{envRecord(pipeline.TopicRouted, testEnv(100+i, c.dest))})
+			d.run(context.Background(), items)
+			out := byTopic(items[0].out)
+			if got := eventTags(t, out[pipeline.TopicEvents]); !slices.Equal(got, c.tags) {
+				t.Fatalf("events %v, want %v", got, c.tags)
+			}
+			if c.receipt != "" {
+				var rc records.Receipt
+				if len(out[pipeline.TopicReceipts]) != 1 {
+					t.Fatalf("receipts %d", len(out[pipeline.TopicReceipts]))
+				}
+				_ = records.DecodeReceipt(out[pipeline.TopicReceipts][0].Value, &rc)
+				if rc.ReceiptStatus != c.receipt || rc.Kind != records.KindBusiness || rc.SenderSystem != "sender-1" {
+					t.Fatalf("receipt %+v", rc)
+				}
+			}
+			if c.topic != "" && len(out[c.topic]) != 1 {
+				t.Fatalf("no record on %s: %v", c.topic, out)
+			}
+		})
+	}
+	if sim.Accepted("ok") != 1 || sim.Accepted("mailbox") != 1 || neg.Stats().Negative != 1 {
+		t.Fatalf("simulator: ok %d mailbox %d negative %d", sim.Accepted("ok"), sim.Accepted("mailbox"), neg.Stats().Negative)
+	}
+}
+
+// TestSlowSystemDoesNotDelayOthers: one system of 100 hangs; the others'
+// messages arrive as fast as when all are healthy, and the hanging one's
+// circuit opens so the batch ends soon after one timeout.
+func TestSlowSystemDoesNotDelayOthers(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{Latency: 2 * time.Millisecond})
+	var ss []System
+	for i := range 100 {
+		ss = append(ss, pushSystem("s"+itoa(i), base))
+	}
+	systems := NewStaticSystems(ss...)
+	cfg := testConfig()
+	cfg.Timeout = 300 * time.Millisecond
+	cfg.PerSystem = 4
+	cfg.BreakerFailures = 4
+	d, err := NewDeliverer(cfg, systems, testPseudo(t), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthySum := func() int64 {
+		n := int64(0)
+		for _, s := range ss[1:] {
+			n += sim.Accepted(s.ID)
+		}
+		return n
+	}
+	batch := func(off int) (healthy time.Duration, all time.Duration) {
+		var items []*item
+		want := healthySum()
+		for i := range 2000 {
+			it := &item{env: *testEnv(off+i, ss[i%100].ID)}
+			if i%100 != 0 {
+				want++
+			}
+			items = append(items, it)
+		}
+		start := time.Now()
+		done := make(chan struct{})
+		go func() { d.run(context.Background(), items); close(done) }()
+		for healthySum() < want {
+			time.Sleep(time.Millisecond)
+		}
+		healthy = time.Since(start)
+		<-done
+		return healthy, time.Since(start)
+	}
+	base1, _ := batch(0)
+	sim.SetLatency("s0", 10*time.Second) // hangs: every call times out
+	slow, all := batch(100000)
+	ratio := float64(base1) / float64(slow)
+	t.Logf("healthy systems: all healthy %v, one hanging %v (ratio %.2f); whole batch %v", base1, slow, ratio, all)
+	if slow > base1*3+100*time.Millisecond {
+		t.Fatalf("one hanging system slowed the others: %v vs %v", slow, base1)
+	}
+	if all > 2*cfg.Timeout+500*time.Millisecond {
+		t.Fatalf("batch took %v: the circuit did not open", all)
+	}
+}
+

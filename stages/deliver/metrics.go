@@ -1,0 +1,55 @@
+package deliver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	outcomes      *prometheus.CounterVec
+	pushSeconds   prometheus.Histogram
+	circuitOpen   prometheus.Counter
+	deactivations prometheus.Counter
+	retryWaiting  prometheus.Gauge
+	pull          *prometheus.CounterVec
+}
+
+// newMetrics registers on r; nil means unregistered (tests).
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "outcomes_total",
+			Help: "Delivery decisions: delivered, rescheduled, failed (schedule ran out or permanent), outbox (waits for pull).",
+		}, []string{"outcome"}),
+		pushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "push_seconds",
+			Help:    "Duration of one push to a recipient system.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		circuitOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "circuit_open_total",
+			Help: "Attempts rescheduled without a call because the system's circuit was open.",
+		}),
+		deactivations: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "deactivations_total",
+			Help: "Recipient systems deactivated after receiving nothing for --deliver-deactivate-after.",
+		}),
+		retryWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "retry_held_records",
+			Help: "Records the retry consumer holds in memory, read but not yet due (bounded by one poll per partition).",
+		}),
+		pull: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "pull_requests_total",
+			Help: "Pull API requests by endpoint and answer code.",
+		}, []string{"endpoint", "code"}),
+	}
+	if r != nil {
+		for _, c := range []prometheus.Collector{m.outcomes, m.pushSeconds, m.circuitOpen, m.deactivations, m.retryWaiting, m.pull} {
+			if err := r.Register(c); err != nil {
+				if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
+					panic(err)
+				}
+			}
+		}
+	}
+	return m
+}

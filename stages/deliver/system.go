@@ -1,0 +1,128 @@
+package deliver
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Protocol is how a recipient system gets its post.
+type Protocol uint8
+
+const (
+	ProtoUnknown Protocol = iota
+	// ProtoPush: memoflow POSTs each MeMo to the system's endpoint.
+	ProtoPush
+	// ProtoPull: the system lists, fetches, deletes and receipts through
+	// the pull API ("true" pull; it exposes no endpoint).
+	ProtoPull
+	// ProtoPubSub: memoflow POSTs a small notification to the system's
+	// endpoint; the system then pulls.
+	ProtoPubSub
+)
+
+func (p Protocol) String() string {
+	switch p {
+	case ProtoPush:
+		return "REST_PUSH"
+	case ProtoPull:
+		return "REST_PULL"
+	case ProtoPubSub:
+		return "PUBLISH_SUBSCRIBE"
+	}
+	return "UNKNOWN"
+}
+
+// ParseProtocol maps the registry's names (NgDP serviceProtocol) to a
+// Protocol; REST_PUBLISH_SUBSCRIBE is NgDP's spelling.
+func ParseProtocol(s string) Protocol {
+	switch s {
+	case "REST_PUSH":
+		return ProtoPush
+	case "REST_PULL":
+		return ProtoPull
+	case "PUBLISH_SUBSCRIBE", "REST_PUBLISH_SUBSCRIBE":
+		return ProtoPubSub
+	}
+	return ProtoUnknown
+}
+
+// System is what delivery needs to know of a recipient system. The
+// registry is the source of truth; an adapter over its view implements
+// Systems.
+type System struct {
+	ID  string
+	Org string // CVR of the organisation it collects for
+	// Protocol decides push, pull or publish/subscribe.
+	Protocol Protocol
+	// Endpoint: where pushes (or publish/subscribe notifications) go.
+	Endpoint string
+	// Credential is sent as `Authorization: Bearer <Credential>` with
+	// every call to Endpoint (the system's inbound API token).
+	Credential string
+	// WantVersion is the MeMo version it takes (11 or 12; 0 means 11,
+	// NgDP's default).
+	WantVersion uint8
+	// Active is false for a deactivated system: its post waits for pickup.
+	Active bool
+	// Mailbox marks a mailbox provider (a viewing client): a delivery
+	// makes the message available to the recipient.
+	Mailbox bool
+	// Contact is the contact person told when redelivery gives up.
+	Contact string
+}
+
+// Systems looks recipient systems up. Implementations are safe for
+// concurrent use and answer from memory (delivery calls it per message).
+type Systems interface {
+	System(id string) (System, bool)
+}
+
+// Deactivator is implemented by the registry writer: it marks a system
+// inactive (and logs SYSTEM_CHANGED with the reason). It must be
+// idempotent: a replayed batch may ask twice.
+type Deactivator interface {
+	DeactivateSystem(ctx context.Context, systemID, reason string, at time.Time) error
+}
+
+// StaticSystems is a Systems in memory (tests, the simulator, a YAML file
+// until the registry view is wired).
+type StaticSystems struct {
+	mu sync.RWMutex
+	m  map[string]System
+}
+
+// NewStaticSystems returns a Systems holding ss.
+func NewStaticSystems(ss ...System) *StaticSystems {
+	s := &StaticSystems{m: map[string]System{}}
+	for _, x := range ss {
+		s.m[x.ID] = x
+	}
+	return s
+}
+
+func (s *StaticSystems) System(id string) (System, bool) {
+	s.mu.RLock()
+	x, ok := s.m[id]
+	s.mu.RUnlock()
+	return x, ok
+}
+
+// Put adds or replaces a system.
+func (s *StaticSystems) Put(x System) {
+	s.mu.Lock()
+	s.m[x.ID] = x
+	s.mu.Unlock()
+}
+
+// DeactivateSystem implements Deactivator for tests and the file-backed
+// setup: the system turns inactive in memory.
+func (s *StaticSystems) DeactivateSystem(_ context.Context, id, _ string, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x, ok := s.m[id]; ok {
+		x.Active = false
+		s.m[id] = x
+	}
+	return nil
+}
