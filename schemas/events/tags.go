@@ -50,6 +50,7 @@ const (
 	UnopenedMailSentAsPhysicalPost      Tag = "UNOPENED_MAIL_SENT_AS_PHYSICAL_POST"
 	DigitalPostRegistered               Tag = "DIGITAL_POST_REGISTERED"
 	DigitalPostExempted                 Tag = "DIGITAL_POST_EXEMPTED"
+	MemoSendRouted                      Tag = "MEMO_SEND_ROUTED" // memoflow's own, not NgDP's: the routing decision (stages/route)
 )
 
 // Receipts: the technical receipt answers the submission at once; the
@@ -84,7 +85,7 @@ var KnownTags = []Tag{
 	MemoSendValidationFailed, MemoTransformationFailed, DelayedMemoSendValidatedAwaitingDelay,
 	DelayedMemoSendSent, DelayedMemoMessageRecalled,
 	MemoAvailableToRecipient, MemoSendReadyForFetch, MemoSendFetchedByRecipientSystem,
-	MemoSendSentToRecipientSystem, MemoSendSentToRecipientSystemFailed, MemoSendFailed,
+	MemoSendSentToRecipientSystem, MemoSendSentToRecipientSystemFailed, MemoSendFailed, MemoSendRouted,
 	MemoSendRecalled, MemoMessageRecalled, MessageRecalledByAdministrator, MemoExtracted,
 	MemoSystemFetched, MessageRead, MessageLegallyNotified, MessageForwardedToAuthority,
 	MessageForwardedToEmail, MessageForwardedToTrusted, NotificationSent, NotificationFailed,
