@@ -300,9 +300,9 @@ func TestNemSMSQuietHours(t *testing.T) {
 		{time.Date(2026, 11, 23, 17, 59, 59, 0, cph), time.Time{}},
 		{time.Date(2026, 11, 23, 18, 0, 0, 0, cph), time.Date(2026, 11, 24, 8, 0, 0, 0, cph)},
 		{time.Date(2026, 11, 23, 23, 30, 0, 0, cph), time.Date(2026, 11, 24, 8, 0, 0, 0, cph)},
-		{time.Date(2026, 11, 30, 22, 0, 0, 0, cph), time.Date(2026, 12, 1, 8, 0, 0, 0, cph)},     // month end
-		{time.Date(2026, 3, 28, 20, 0, 0, 0, cph), time.Date(2026, 3, 29, 8, 0, 0, 0, cph)},      // into summer time
-		{time.Date(2026, 10, 24, 19, 0, 0, 0, cph), time.Date(2026, 10, 25, 8, 0, 0, 0, cph)},    // into winter time
+		{time.Date(2026, 11, 30, 22, 0, 0, 0, cph), time.Date(2026, 12, 1, 8, 0, 0, 0, cph)},      // month end
+		{time.Date(2026, 3, 28, 20, 0, 0, 0, cph), time.Date(2026, 3, 29, 8, 0, 0, 0, cph)},       // into summer time
+		{time.Date(2026, 10, 24, 19, 0, 0, 0, cph), time.Date(2026, 10, 25, 8, 0, 0, 0, cph)},     // into winter time
 		{time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 23, 8, 0, 0, 0, cph)}, // 01:00 local
 	}
 	for _, c := range cases {
