@@ -3,6 +3,7 @@ package blob
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -18,6 +19,12 @@ const (
 	// Kafka's default record limit (message.max.bytes, ~1 MB), with room
 	// for headers and the envelope.
 	MaxThresholdBytes = 900 << 10
+	// DefaultRetention: 90 days. A message needs its body for at most
+	// 5 days of hold, 8 days of redelivery and then until its recipient
+	// system picks it up; blobs of delivered messages go at once (blobgc).
+	DefaultRetention = 90 * 24 * time.Hour
+	// MinRetention: records referring to blobs stay 7 days in Kafka.
+	MinRetention = 8 * 24 * time.Hour
 )
 
 // Config chooses and configures the blob store.
@@ -28,13 +35,21 @@ type Config struct {
 	Dir string `yaml:"dir"`
 	// ThresholdBytes: a MeMo larger than this goes to the store and its
 	// record carries a Ref.
-	ThresholdBytes int64    `yaml:"threshold_bytes"`
-	S3             S3Config `yaml:"s3"`
+	ThresholdBytes int64 `yaml:"threshold_bytes"`
+	// Retention: the blobgc stage deletes blobs older than this whatever
+	// their message's state (0: never). It must exceed the longest a
+	// message can still need its body: hold until the value date,
+	// redelivery schedule, waiting for pickup (docs/operations.md).
+	Retention time.Duration `yaml:"retention"`
+	// SweepInterval between two age sweeps (0: 1h).
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	S3            S3Config      `yaml:"s3"`
 }
 
 // DefaultConfig returns the defaults RegisterFlags also installs.
 func DefaultConfig() Config {
-	return Config{Store: "dir", Dir: DefaultDir, ThresholdBytes: DefaultThresholdBytes}
+	return Config{Store: "dir", Dir: DefaultDir, ThresholdBytes: DefaultThresholdBytes,
+		Retention: DefaultRetention, SweepInterval: time.Hour}
 }
 
 // RegisterFlags sets c to the defaults and binds every field to a flag
@@ -44,6 +59,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Store, "blob-store", d.Store, "claim-check blob store: dir (local directory) or s3 (S3-compatible, e.g. MinIO)")
 	fs.StringVar(&c.Dir, "blob-dir", d.Dir, "directory of the dir blob store")
 	fs.Int64Var(&c.ThresholdBytes, "blob-threshold-bytes", d.ThresholdBytes, "MeMos larger than this are stored as blobs and referenced from their Kafka record")
+	fs.DurationVar(&c.Retention, "blob-retention", d.Retention, "the blobgc stage deletes blobs older than this, delivered or not (0: never); must exceed hold + redelivery + pickup time")
+	fs.DurationVar(&c.SweepInterval, "blob-sweep-interval", d.SweepInterval, "time between two age sweeps of the blob store")
 	fs.StringVar(&c.S3.Endpoint, "blob-s3-endpoint", "", "S3 endpoint host:port (no scheme)")
 	fs.StringVar(&c.S3.Bucket, "blob-s3-bucket", "", "S3 bucket holding the blobs")
 	fs.StringVar(&c.S3.AccessKey, "blob-s3-access-key", "", "S3 access key ID")
@@ -66,6 +83,12 @@ func (c Config) Validate() error {
 		}
 	default:
 		return invalid("blob-store", "must be dir or s3, got %q", c.Store)
+	}
+	if c.Retention != 0 && c.Retention < MinRetention {
+		return invalid("blob-retention", "must be 0 (never) or at least %v (Kafka keeps records that refer to blobs for 7 days), got %v", MinRetention, c.Retention)
+	}
+	if c.SweepInterval != 0 && c.SweepInterval < time.Minute {
+		return invalid("blob-sweep-interval", "must be at least 1m, got %v (default 1h)", c.SweepInterval)
 	}
 	if c.ThresholdBytes <= 0 || c.ThresholdBytes > MaxThresholdBytes {
 		return invalid("blob-threshold-bytes", "must be 1-%d (Kafka's default record limit is ~1 MB), got %d (default %d)",

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -60,6 +61,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Store: "dir", ThresholdBytes: 1}, "blob-dir"},
 		{Config{Store: "dir", Dir: "x", ThresholdBytes: 0}, "blob-threshold-bytes"},
 		{Config{Store: "dir", Dir: "x", ThresholdBytes: 2 << 20}, "blob-threshold-bytes"},
+		{Config{Store: "dir", Dir: "x", ThresholdBytes: 1, Retention: 24 * time.Hour}, "blob-retention"},
+		{Config{Store: "dir", Dir: "x", ThresholdBytes: 1, SweepInterval: time.Second}, "blob-sweep-interval"},
 		{s3(func(c *S3Config) { c.Endpoint = "" }), "blob-s3-endpoint"},
 		{s3(func(c *S3Config) { c.Endpoint = "https://minio:9000" }), "blob-s3-endpoint"},
 		{s3(func(c *S3Config) { c.Endpoint = "minio:9000/path" }), "blob-s3-endpoint"},
