@@ -230,10 +230,23 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 		return
 	}
 	g := d.gates.get(sys.ID)
-	if !g.allow(d.now()) {
-		d.metrics.circuitOpen.Inc()
-		d.failed(ctx, it, &sys, attemptErr(CodeCircuitOpen, "circuit of %s is open after repeated failures", sys.ID), false)
-		return
+	for {
+		ok, wait := g.allow(d.now())
+		if ok {
+			break
+		}
+		if wait == nil {
+			d.metrics.circuitOpen.Inc()
+			d.failed(ctx, it, &sys, attemptErr(CodeCircuitOpen, "circuit of %s is open after repeated failures", sys.ID), false)
+			return
+		}
+		// Another call probes the half-open circuit: its outcome decides.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			it.err = ctx.Err()
+			return
+		}
 	}
 	select {
 	case g.sem <- struct{}{}:
@@ -535,7 +548,7 @@ func (d *Deliverer) notify(ctx context.Context, it *item, sys *System) {
 		"location":    d.cfg.PullBaseURL + "/apis/v1/memos/" + it.env.MessageUUID,
 	})
 	g := d.gates.get(sys.ID)
-	if !g.allow(d.now()) {
+	if ok, _ := g.allow(d.now()); !ok {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)

@@ -34,6 +34,7 @@ type gate struct {
 	failures    int       // consecutive
 	openUntil   time.Time // circuit open until then
 	probing     bool      // one call is testing a half-open circuit
+	probeDone   chan struct{}
 	lastSuccess time.Time
 }
 
@@ -63,27 +64,30 @@ func (g *gates) get(id string) *gate {
 }
 
 // allow reports whether a call may go out now: the circuit is closed, or
-// it is half-open and no other call is probing.
-func (x *gate) allow(now time.Time) bool {
+// it is half-open and this call becomes the probe. While another call
+// probes, wait is closed when the probe's outcome is known (ask again);
+// with the circuit open, ok is false and wait nil.
+func (x *gate) allow(now time.Time) (ok bool, wait <-chan struct{}) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.openUntil.IsZero() {
-		return true
+		return true, nil
 	}
 	if now.Before(x.openUntil) {
-		return false
+		return false, nil
 	}
 	if x.probing {
-		return false
+		return false, x.probeDone
 	}
 	x.probing = true
-	return true
+	x.probeDone = make(chan struct{})
+	return true, nil
 }
 
 func (x *gate) result(ok bool, now time.Time, threshold int, cooldown time.Duration) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.probing = false
+	x.endProbe()
 	if ok {
 		x.failures = 0
 		x.openUntil = time.Time{}
@@ -99,8 +103,15 @@ func (x *gate) result(ok bool, now time.Time, threshold int, cooldown time.Durat
 // release ends a probe that never went out.
 func (x *gate) release() {
 	x.mu.Lock()
-	x.probing = false
+	x.endProbe()
 	x.mu.Unlock()
+}
+
+func (x *gate) endProbe() {
+	if x.probing {
+		x.probing = false
+		close(x.probeDone)
+	}
 }
 
 func (x *gate) last() time.Time {
