@@ -19,8 +19,10 @@ import (
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/chddl"
 	"github.com/memoflow/memoflow/schemas/events"
+	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/eventlog"
 	"github.com/memoflow/memoflow/stages/ingest"
+	"github.com/memoflow/memoflow/stages/schedule"
 	"github.com/memoflow/memoflow/stages/validate"
 )
 
@@ -43,7 +45,9 @@ type Config struct {
 	Ingest     ingest.Config          `yaml:"ingest"`
 	Validation validate.Config        `yaml:"validate"`
 	Blob       blob.Config            `yaml:"blob"`
+	Deliver    deliver.Config         `yaml:"deliver"`
 	Auth       AuthConfig             `yaml:"auth"`
+	Schedule   schedule.Config        `yaml:"schedule"`
 }
 
 // AuthConfig says where API tokens come from.
@@ -86,6 +90,8 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Ingest.RegisterFlags(fs)
 	c.Validation.RegisterFlags(fs)
 	c.Blob.RegisterFlags(fs)
+	c.Deliver.RegisterFlags(fs)
+	c.Schedule.RegisterFlags(fs)
 	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "YAML file of API token hashes and their principals (default for run: <var-dir>/tokens.yaml)")
 }
 
@@ -125,6 +131,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Validation.Validate(); err != nil {
+		return err
+	}
+	if err := c.Deliver.Validate(); err != nil {
+		return err
+	}
+	if err := c.Schedule.Validate(); err != nil {
 		return err
 	}
 	return c.Blob.Validate()

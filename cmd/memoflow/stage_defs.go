@@ -40,7 +40,8 @@ func init() {
 					return usageErr(err)
 				}
 				api.Register(a.http.Mux)
-				return nil
+				// Recall shares ingest's base URL (stage_schedule.go).
+				return mountRecall(a, tokens, prod)
 			},
 		},
 		stageDef{

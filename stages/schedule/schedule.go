@@ -37,7 +37,8 @@ func (f ClockFunc) Now() time.Time { return f() }
 
 // Config configures the stage.
 type Config struct {
-	// Dir holds the on-disk index (a cache rebuilt from memo.held).
+	// Dir holds the on-disk index (a cache rebuilt from memo.held), one
+	// per replica. Empty: <var-dir>/schedule/<replica-id>.
 	Dir string `yaml:"dir"`
 	// ReleaseRate is how many held messages per second each partition
 	// releases at most once they are due: a release of millions then
@@ -56,32 +57,35 @@ type Config struct {
 	// SyncTimeout bounds the wait for the index to catch up with
 	// memo.held before a batch (then the batch is retried).
 	SyncTimeout time.Duration `yaml:"sync_timeout"`
+	// RecallWait is how long the recall API waits for the stage's
+	// decision before it answers 202 with a status URL.
+	RecallWait time.Duration `yaml:"recall_wait"`
 }
 
 // DefaultConfig returns the defaults of RegisterFlags.
 func DefaultConfig() Config {
 	return Config{
-		Dir: "./var/schedule", ReleaseRate: 2000, TickInterval: time.Second,
+		ReleaseRate: 2000, TickInterval: time.Second,
 		MaxReleasePerTick: 5000, MarkerRetention: 30 * 24 * time.Hour, SyncTimeout: 30 * time.Second,
+		RecallWait: 5 * time.Second,
 	}
 }
 
 // RegisterFlags adds the stage's flags.
 func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	d := DefaultConfig()
-	fs.StringVar(&c.Dir, "schedule-dir", d.Dir, "directory of the value-date stage's on-disk index of held messages (a cache, rebuilt from memo.held; one per replica)")
+	fs.StringVar(&c.Dir, "schedule-dir", d.Dir, "directory of the value-date stage's on-disk index of held messages (a cache, rebuilt from memo.held; one per replica; default <var-dir>/schedule/<replica-id>)")
 	fs.Float64Var(&c.ReleaseRate, "schedule-release-rate", d.ReleaseRate, "held messages released per second per partition once their value date has come")
 	fs.DurationVar(&c.TickInterval, "schedule-tick-interval", d.TickInterval, "how often the value-date stage checks for due messages")
 	fs.IntVar(&c.MaxReleasePerTick, "schedule-max-release-per-tick", d.MaxReleasePerTick, "most held messages released in one transaction")
 	fs.DurationVar(&c.MarkerRetention, "schedule-marker-retention", d.MarkerRetention, "how long a released or recalled message is remembered for recall answers")
 	fs.DurationVar(&c.SyncTimeout, "schedule-sync-timeout", d.SyncTimeout, "longest wait for the index to read memo.held before a batch is retried")
+	fs.DurationVar(&c.RecallWait, "recall-wait", d.RecallWait, "how long DELETE /apis/v1/memos/{uuid} waits for the decision before answering 202 with a status URL")
 }
 
 // Validate names the field and the fix of the first bad setting.
 func (c Config) Validate() error {
 	switch {
-	case c.Dir == "":
-		return errors.New("schedule.dir: empty; give a directory for the index, e.g. ./var/schedule")
 	case c.ReleaseRate <= 0:
 		return fmt.Errorf("schedule.release_rate: %v; give a positive number of messages per second per partition, e.g. 2000", c.ReleaseRate)
 	case c.TickInterval < time.Millisecond || c.TickInterval > time.Minute:
@@ -92,6 +96,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("schedule.marker_retention: %s is too short; use at least 1h (30 days is the default)", c.MarkerRetention)
 	case c.SyncTimeout < time.Second:
 		return fmt.Errorf("schedule.sync_timeout: %s is too short; use at least 1s", c.SyncTimeout)
+	case c.RecallWait <= 0 || c.RecallWait > time.Minute:
+		return fmt.Errorf("schedule.recall_wait: %s is out of range; use 1ms..1m (5s is the default)", c.RecallWait)
 	}
 	return nil
 }
@@ -142,6 +148,9 @@ func WithLogger(l *slog.Logger) Option { return func(s *Stage) { s.log = l } }
 func New(cfg Config, kafka []kgo.Opt, pseudo *events.Pseudonymizer, opts ...Option) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("schedule.dir: empty; give a directory for the index, e.g. ./var/schedule/r0")
 	}
 	if pseudo == nil {
 		return nil, errors.New("schedule: a Pseudonymizer is required (events carry recipients)")

@@ -44,7 +44,7 @@ func TestConfigValidate(t *testing.T) {
 		field string
 		mod   func(*Config)
 	}{
-		{"schedule.dir", func(c *Config) { c.Dir = "" }},
+		{"schedule.recall_wait", func(c *Config) { c.RecallWait = 0 }},
 		{"schedule.release_rate", func(c *Config) { c.ReleaseRate = 0 }},
 		{"schedule.tick_interval", func(c *Config) { c.TickInterval = 0 }},
 		{"schedule.max_release_per_tick", func(c *Config) { c.MaxReleasePerTick = 0 }},
