@@ -50,7 +50,7 @@ func (r *memRegistry) Each(kind registry.Kind, org string, fn func(registry.Enti
 	}
 }
 
-func (r *memRegistry) Apply(ctx context.Context, cs []registry.Change) error {
+func (r *memRegistry) Write(ctx context.Context, cs ...registry.Change) error {
 	if r.fail != nil {
 		return r.fail
 	}

@@ -58,6 +58,7 @@ type Result struct {
 	Written int `json:"written"`
 
 	changes []registry.Change
+	rows    []*parsedRow // rows[i] made changes[i]
 }
 
 // parsedRow is one row turned into an entity.
@@ -109,7 +110,14 @@ func (im *Importer) Import(ctx context.Context, org, actor string, data []byte, 
 	for i := range res.changes {
 		res.changes[i].Actor, res.changes[i].Time = actor, now
 	}
-	if err := im.writer.Apply(ctx, res.changes); err != nil {
+	if err := im.writer.Write(ctx, res.changes...); err != nil {
+		// The Writer checks the batch against its view before producing:
+		// a refusal names the change, hence the row.
+		var be *registry.BatchError
+		var re *registry.Error
+		if errors.As(err, &be) && errors.As(err, &re) && be.Index < len(res.rows) {
+			return nil, &ImportError{Errors: []RowError{res.rows[be.Index].registryErr(re)}}
+		}
 		return nil, writeErr(err)
 	}
 	res.Written = len(res.changes)
@@ -132,6 +140,13 @@ func writeErr(err error) error {
 func (im *Importer) plan(org string, data []byte, format Format) (*Result, error) {
 	if !registry.ValidCVR(org) {
 		return nil, fieldErr(CodeBadParameter, "organisation", "%q is not a CVR number", org)
+	}
+	// Contact structures belong to authorities (the Writer refuses them
+	// otherwise): say so once instead of on every row.
+	if e, ok := im.reader.Get("org/" + org); !ok {
+		return nil, fieldErr(CodeNotFound, "organisation", "organisation %s is not in the registry", org)
+	} else if o := e.(*registry.Org); o.Type != registry.OrgAuthority {
+		return nil, fieldErr(CodeInvalid, "organisation", "organisation %s is a company; contact structures belong to authorities", org)
 	}
 	if format == "" {
 		f, err := DetectFormat(data)
@@ -199,6 +214,7 @@ func (im *Importer) plan(org string, data []byte, format Format) (*Result, error
 			res.Groups.Updated++
 		}
 		res.changes = append(res.changes, registry.NewChange(r.e.g, "", time.Time{}))
+		res.rows = append(res.rows, r)
 	}
 	for _, r := range points {
 		old, ok := im.reader.Get(r.e.p.Key())
@@ -212,6 +228,7 @@ func (im *Importer) plan(org string, data []byte, format Format) (*Result, error
 			res.Points.Updated++
 		}
 		res.changes = append(res.changes, registry.NewChange(r.e.p, "", time.Time{}))
+		res.rows = append(res.rows, r)
 	}
 	return res, nil
 }

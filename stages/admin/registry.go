@@ -17,12 +17,13 @@ type Reader interface {
 	Each(kind registry.Kind, org string, fn func(registry.Entity) bool)
 }
 
-// Writer puts changes on memo.registry. Apply validates each change
-// (against the view as well: references, system limits) and returns only
-// when the broker has them; it applies all changes or none, so an import
-// is all-or-nothing on the topic too.
+// Writer puts changes on memo.registry: *registry.Writer. Write validates
+// the whole batch (against the view as well: references, system limits)
+// before it produces anything, produces the changes and their events
+// (CONTACT_POINT_CHANGED, SYSTEM_CHANGED with the actor), and returns when
+// the broker acknowledged them and the view has read them.
 type Writer interface {
-	Apply(ctx context.Context, changes []registry.Change) error
+	Write(ctx context.Context, changes ...registry.Change) error
 }
 
 // entityOrg is the organisation an entity belongs to ("" for providers).
