@@ -236,4 +236,3 @@ func TestSlowSystemDoesNotDelayOthers(t *testing.T) {
 		t.Fatalf("batch took %v: the circuit did not open", all)
 	}
 }
-

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/schemas/registry"
+	"github.com/memoflow/memoflow/stages/deliver"
+)
+
+// The delivery stages: "deliver" consumes memo.routed (a Sink: push,
+// outbox, first failure) and, in the same process and with the same
+// per-system gates, the delay topics of the redelivery schedule;
+// "pull-api" serves REST pull to recipient systems from the outbox.
+func init() {
+	stageDefs = append(stageDefs,
+		stageDef{
+			name:   "deliver",
+			inputs: []string{pipeline.TopicRouted},
+			help:   "delivery: REST push with the seeds' redelivery schedule (delay topics memo.retry.<gap>), outbox for pull and publish/subscribe, business receipts",
+			build: func(ctx context.Context, a *app) (pipeline.Stage, error) {
+				d, err := a.deliverer(ctx)
+				if err != nil {
+					return nil, err
+				}
+				opts, err := a.cfg.Kafka.ClientOpts()
+				if err != nil {
+					return nil, usageErr(err)
+				}
+				if err := ensureRetryTopics(ctx, a, opts); err != nil {
+					return nil, err
+				}
+				rc, err := deliver.NewRetryConsumer(d, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-retry"),
+					kgo.WithHooks(a.kafkaMetrics())), "memoflow-deliver-retry")
+				if err != nil {
+					return nil, err
+				}
+				go func() {
+					if err := rc.Run(ctx); err != nil {
+						a.log.Error("deliver retry consumer stopped", "err", err)
+					}
+				}()
+				a.closers = append(a.closers, rc.Close)
+				return deliver.NewSink(d), nil
+			},
+		},
+		stageDef{
+			name: "pull-api",
+			help: "REST pull for recipient systems: GET /apis/v1/memos/, GET and DELETE /apis/v1/memos/{id}, POST /apis/v1/memos/{id}/receipt",
+			api: func(ctx context.Context, a *app) error {
+				tokens, err := a.tokenStore(a.generate)
+				if err != nil {
+					return err
+				}
+				prod, err := a.producerClient()
+				if err != nil {
+					return err
+				}
+				pseudo, err := a.pseudonymizer(a.generate)
+				if err != nil {
+					return err
+				}
+				blobs, err := a.blobStore()
+				if err != nil {
+					return err
+				}
+				view, err := a.deliverRegistry(ctx)
+				if err != nil {
+					return err
+				}
+				dir := a.cfg.Deliver.PullStoreDir
+				if dir == "./var/outbox" && a.cfg.VarDir != "./var" {
+					dir = filepath.Join(a.cfg.VarDir, "outbox")
+				}
+				store, err := deliver.OpenOutboxStore(dir)
+				if err != nil {
+					return err
+				}
+				opts, err := a.cfg.Kafka.ClientOpts()
+				if err != nil {
+					store.Close()
+					return usageErr(err)
+				}
+				tail, err := deliver.StartTailer(ctx, store, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-outbox")), a.log.With("stage", "pull-api"))
+				if err != nil {
+					store.Close()
+					return err
+				}
+				a.closers = append(a.closers, func() { tail.Close(); store.Close() })
+				api := deliver.NewPullAPI(store, tokens, prod, pseudo, &deliver.RegistrySystems{View: view}, blobs,
+					deliver.WithLogger(a.log.With("stage", "pull-api")), deliver.WithRegisterer(a.reg))
+				api.Register(a.http.Mux)
+				return nil
+			},
+		},
+	)
+}
+
+// deliverDeps are shared by the delivery stages of one process.
+var deliverDeps struct {
+	mu   sync.Mutex
+	view *registry.View
+	d    *deliver.Deliverer
+}
+
+// deliverRegistry is the registry view delivery reads, started once.
+func (a *app) deliverRegistry(ctx context.Context) (*registry.View, error) {
+	deliverDeps.mu.Lock()
+	defer deliverDeps.mu.Unlock()
+	if deliverDeps.view != nil {
+		return deliverDeps.view, nil
+	}
+	opts, err := a.cfg.Kafka.ClientOpts()
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	v, err := registry.NewView(ctx, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-registry")),
+		registry.WithLogger(a.log.With("component", "registry-view")))
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := v.WaitCaughtUp(wctx); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("registry view did not catch up: %w", err)
+	}
+	a.closers = append(a.closers, v.Close)
+	deliverDeps.view = v
+	return v, nil
+}
+
+func (a *app) deliverer(ctx context.Context) (*deliver.Deliverer, error) {
+	view, err := a.deliverRegistry(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deliverDeps.mu.Lock()
+	defer deliverDeps.mu.Unlock()
+	if deliverDeps.d != nil {
+		return deliverDeps.d, nil
+	}
+	pseudo, err := a.pseudonymizer(a.generate)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := a.blobStore()
+	if err != nil {
+		return nil, err
+	}
+	prod, err := a.producerClient()
+	if err != nil {
+		return nil, err
+	}
+	deact := &deliver.RegistryDeactivator{View: view, Writer: registry.NewWriter(prod, view, registry.WithPseudonymizer(pseudo))}
+	d, err := deliver.NewDeliverer(a.cfg.Deliver, &deliver.RegistrySystems{View: view}, pseudo,
+		deliver.WithBlobStore(blobs), deliver.WithDeactivator(deact),
+		deliver.WithLogger(a.log.With("stage", "deliver")), deliver.WithRegisterer(a.reg))
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	deliverDeps.d = d
+	return d, nil
+}
+
+// ensureRetryTopics creates the schedule's delay topics (their names come
+// from --deliver-schedule, so they are not in the static catalogue).
+func ensureRetryTopics(ctx context.Context, a *app, opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-admin"))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var specs []pipeline.TopicSpec
+	for _, t := range a.cfg.Deliver.RetryTopics() {
+		specs = append(specs, pipeline.TopicSpec{Name: t, Purpose: "delivery attempts due after one gap of the redelivery schedule"})
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = pipeline.EnsureTopics(cctx, kadm.NewClient(cl), pipeline.TopicOptions{
+		Partitions: a.cfg.Kafka.TopicPartitions, Replication: a.cfg.Kafka.TopicReplication,
+		// Retention must outlast the longest gap plus downtime.
+		Retention: 14 * 24 * time.Hour,
+	}, specs...)
+	if err != nil {
+		return fmt.Errorf("delivery delay topics: %w", err)
+	}
+	return nil
+}

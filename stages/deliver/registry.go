@@ -1,0 +1,81 @@
+package deliver
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/memoflow/memoflow/schemas/registry"
+)
+
+// RegistrySystems is Systems over the registry view (memo.registry tailed
+// into memory by schemas/registry).
+type RegistrySystems struct {
+	View *registry.View
+	// Secrets resolves credential references; nil uses EnvSecrets.
+	Secrets func(ref string) string
+}
+
+func (r *RegistrySystems) System(id string) (System, bool) {
+	s := r.View.System(id)
+	if s == nil {
+		return System{}, false
+	}
+	resolve := r.Secrets
+	if resolve == nil {
+		resolve = EnvSecrets
+	}
+	return System{
+		ID: s.ID, Org: s.Org, Protocol: Protocol(s.Protocol), Endpoint: s.Endpoint,
+		Credential: resolve(s.Credentials), WantVersion: s.MemoVersion, Active: !s.Deactivated,
+		Mailbox: s.SysKind == registry.SystemMailbox, Contact: s.Contact.Email,
+	}, true
+}
+
+var fileSecrets sync.Map // path → string
+
+// EnvSecrets resolves the registry's credential references: secret:NAME is
+// the environment variable MEMOFLOW_SECRET_NAME (upper case, '-' and '.'
+// as '_'), file:PATH the trimmed content of the file (read once).
+// sha256: references are pull tokens the system presents, not something
+// memoflow sends, and resolve to nothing.
+func EnvSecrets(ref string) string {
+	switch {
+	case strings.HasPrefix(ref, "secret:"):
+		name := strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(ref[len("secret:"):]))
+		return os.Getenv("MEMOFLOW_SECRET_" + name)
+	case strings.HasPrefix(ref, "file:"):
+		p := ref[len("file:"):]
+		if v, ok := fileSecrets.Load(p); ok {
+			return v.(string)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return ""
+		}
+		v := strings.TrimSpace(string(b))
+		fileSecrets.Store(p, v)
+		return v
+	}
+	return ""
+}
+
+// RegistryDeactivator deactivates systems through the registry writer
+// (which validates the change and logs SYSTEM_CHANGED as an admin action
+// of actor "memoflow-deliver").
+type RegistryDeactivator struct {
+	View   *registry.View
+	Writer *registry.Writer
+}
+
+func (r *RegistryDeactivator) DeactivateSystem(ctx context.Context, id, _ string, _ time.Time) error {
+	s := r.View.System(id)
+	if s == nil || s.Deactivated {
+		return nil
+	}
+	c := *s
+	c.Deactivated = true
+	return r.Writer.Put(ctx, "memoflow-deliver", &c)
+}
