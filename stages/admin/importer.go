@@ -288,20 +288,87 @@ func parseRow(sheet string, tr tableRow, cols []column, idx []int, org string, g
 			}
 		}
 	}
-	if !r.bad {
-		var ent registry.Entity = r.e.p
-		if r.e.g != nil {
-			ent = r.e.g
-		}
-		if err := ent.Validate(); err != nil {
-			r.bad = true
-			errs = append(errs, r.registryErr(err))
-		}
-	}
+	errs = append(errs, r.validate(errs)...)
 	for i := range errs {
 		errs[i].ID = r.e.id()
 	}
 	return r, errs
+}
+
+// validate runs the model's Validate on the row. Validate stops at the
+// first fault, but a user fixing a sheet wants every fault of a row at
+// once: so it runs on a copy, and each field at fault (or already refused
+// by its cell) is set to a neutral valid value before the next run.
+func (r *parsedRow) validate(cellErrs []RowError) []RowError {
+	var errs []RowError
+	var g registry.ContactGroup
+	var p registry.ContactPoint
+	var ent registry.Entity
+	if r.e.g != nil {
+		g = *r.e.g
+		ent = &g
+	} else {
+		p = *r.e.p
+		ent = &p
+	}
+	done := map[string]bool{}
+	for _, ce := range cellErrs {
+		for _, c := range r.cols {
+			if c.Header == ce.Column {
+				done[c.Field] = true
+				neutralize(&g, &p, c.Field)
+			}
+		}
+	}
+	for range 32 {
+		err := ent.Validate()
+		if err == nil {
+			break
+		}
+		var re *registry.Error
+		if !errors.As(err, &re) || done[re.Field] {
+			if !errors.As(err, &re) {
+				errs = append(errs, r.registryErr(err))
+			}
+			break
+		}
+		done[re.Field] = true
+		errs = append(errs, r.registryErr(err))
+		neutralize(&g, &p, re.Field)
+	}
+	if len(errs) > 0 {
+		r.bad = true
+	}
+	return errs
+}
+
+func neutralize(g *registry.ContactGroup, p *registry.ContactPoint, field string) {
+	switch field {
+	case "id":
+		g.ID, p.ID = "x", "x"
+	case "parent_id":
+		g.ParentID, p.ParentID = "", ""
+	case "name":
+		g.Name, p.Name = "x", "x"
+	case "keywords":
+		g.Keywords, p.Keywords = nil, nil
+	case "visibility":
+		g.Visibility, p.Visibility = 0, 0
+	case "org":
+		g.Org, p.Org = "10000000", "10000000"
+	case "kle":
+		p.KLE = nil
+	case "form":
+		p.FORM = nil
+	case "ean":
+		p.EAN = nil
+	case "sor":
+		p.SOR = nil
+	case "info":
+		p.Info = nil
+	case "system":
+		p.System = ""
+	}
 }
 
 // registryCodes maps the model's codes onto the import's.
