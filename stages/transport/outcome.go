@@ -76,13 +76,13 @@ const (
 	CodeRemoteFailure = "DELIVER_REMOTE_FAILURE"       // transient: the server failed without saying why
 
 	// SFTP.
-	CodeHostKeyMismatch  = "DELIVER_SFTP_HOST_KEY_MISMATCH"  // permanent: the server's host key is not the pinned one
-	CodePermissionDenied = "DELIVER_SFTP_PERMISSION_DENIED"  // permanent: the folder or file may not be written
-	CodeFolderMissing    = "DELIVER_SFTP_FOLDER_MISSING"     // permanent: the agreed folder does not exist
-	CodeStorageFull      = "DELIVER_SFTP_STORAGE_FULL"       // transient: no space left / quota exceeded
-	CodeFileTooLarge     = "DELIVER_SFTP_FILE_TOO_LARGE"     // permanent: the server refuses a file this large
-	CodeFileConflict     = "DELIVER_SFTP_FILE_CONFLICT"      // permanent: <uuid>.xml exists with other content
-	CodeUnsupported      = "DELIVER_SFTP_UNSUPPORTED"        // permanent: the server lacks an operation we need
+	CodeHostKeyMismatch  = "DELIVER_SFTP_HOST_KEY_MISMATCH" // permanent: the server's host key is not the pinned one
+	CodePermissionDenied = "DELIVER_SFTP_PERMISSION_DENIED" // permanent: the folder or file may not be written
+	CodeFolderMissing    = "DELIVER_SFTP_FOLDER_MISSING"    // permanent: the agreed folder does not exist
+	CodeStorageFull      = "DELIVER_SFTP_STORAGE_FULL"      // transient: no space left / quota exceeded
+	CodeFileTooLarge     = "DELIVER_SFTP_FILE_TOO_LARGE"    // permanent: the server refuses a file this large
+	CodeFileConflict     = "DELIVER_SFTP_FILE_CONFLICT"     // permanent: <uuid>.xml exists with other content
+	CodeUnsupported      = "DELIVER_SFTP_UNSUPPORTED"       // permanent: the server lacks an operation we need
 
 	// SMTP.
 	CodeSMTPTransient   = "DELIVER_SMTP_TRANSIENT"      // transient: a 4xx reply

@@ -28,14 +28,14 @@ type Server struct {
 	signer ssh.Signer
 	sshCfg *ssh.ServerConfig
 
-	mu     sync.Mutex
+	mu       sync.Mutex
 	counts   map[string]int
 	total    int
 	accepted int
-	fault  Fault
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	fault    Fault
+	conns    map[net.Conn]struct{}
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // ServerConfig configures a Server.
