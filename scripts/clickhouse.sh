@@ -10,18 +10,22 @@
 #   stop    Stop the server this script started (by the PID in its pid file).
 #   status  Say whether a ClickHouse answers, and which version. Exit 0 if it does, 3 if not.
 #
+# CLICKHOUSE_TCP_PORT, CLICKHOUSE_HTTP_PORT and CLICKHOUSE_DIR (default 9000, 8123 and
+# ${MEMOFLOW_VAR:-./var}/clickhouse) select another instance: tests that stop and restart a
+# server run a private one this way and leave the shared one alone.
+#
 # The server outlives this script (setsid, output to files), so `go test` can start it once
 # and later packages reuse it. Concurrent starts are serialised with flock.
 set -euo pipefail
 
 HOST=127.0.0.1
-TCP_PORT=9000
-HTTP_PORT=8123
+TCP_PORT=${CLICKHOUSE_TCP_PORT:-9000}
+HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-8123}
 
 die() { echo "clickhouse.sh: $*" >&2; exit 1; }
 
 var_dir=${MEMOFLOW_VAR:-./var}
-CH_DIR=$(realpath -m "$var_dir/clickhouse")
+CH_DIR=$(realpath -m "${CLICKHOUSE_DIR:-$var_dir/clickhouse}")
 PID_FILE=$CH_DIR/server.pid
 LOG_DIR=$CH_DIR/log
 

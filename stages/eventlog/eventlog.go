@@ -91,9 +91,15 @@ type Sink struct {
 	// A partition not in known has an unknown outcome: never seen since
 	// start, revoked, or part of a failed write.
 	known map[int32]int64
-	cols  columns
-	evs   []events.Event
-	spans map[int32]span
+	// horizon holds, for a partition checked since it became unknown, the
+	// highest offset found in ClickHouse beyond that check's batch: rows a
+	// previous owner wrote past its last commit (a crash after the insert,
+	// or an aborted commit). Batches of the partition up to there are
+	// checked too, even though the partition is known.
+	horizon map[int32]int64
+	cols    columns
+	evs     []events.Event
+	spans   map[int32]span
 }
 
 type span struct{ lo, hi int64 }
@@ -127,6 +133,7 @@ func New(conn driver.Conn, cfg Config, opts ...Option) (*Sink, error) {
 		insert:   fmt.Sprintf("INSERT INTO %s.%s (%s)", cfg.Database, chddl.EventsTable, strings.Join(columnNames, ", ")),
 		metrics:  m,
 		known:    map[int32]int64{},
+		horizon:  map[int32]int64{},
 		spans:    map[int32]span{},
 	}, nil
 }
@@ -147,6 +154,7 @@ func (s *Sink) PartitionsRevoked(revoked map[string][]int32) {
 		}
 		for _, p := range ps {
 			delete(s.known, p)
+			delete(s.horizon, p)
 		}
 	}
 }
@@ -170,6 +178,13 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		if existing, err = s.existing(ctx, b.Records, check); err != nil {
 			s.forgetBatch()
 			return err
+		}
+	}
+	// Once a batch starts past the horizon, the previous owner's rows are
+	// behind: the partition needs no more checks.
+	for p, sp := range s.spans {
+		if hz, ok := s.horizon[p]; ok && sp.lo > hz {
+			delete(s.horizon, p)
 		}
 	}
 
@@ -251,7 +266,8 @@ func (s *Sink) collectSpans(recs []*kgo.Record) error {
 func (s *Sink) unknownPartitions() map[int32]span {
 	var out map[int32]span
 	for p, sp := range s.spans {
-		if acked, ok := s.known[p]; ok && sp.lo > acked && !s.cfg.VerifyEveryBatch {
+		hz, beyond := s.horizon[p]
+		if acked, ok := s.known[p]; ok && sp.lo > acked && (!beyond || sp.lo > hz) && !s.cfg.VerifyEveryBatch {
 			continue
 		}
 		if out == nil {
@@ -309,6 +325,9 @@ func (s *Sink) existing(ctx context.Context, recs []*kgo.Record, check map[int32
 	if lo.IsZero() {
 		return nil, nil // nothing decodable in those partitions
 	}
+	if err := s.findHorizon(ctx, check, lo); err != nil {
+		return nil, err
+	}
 	var cond []string
 	for p, sp := range check {
 		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset BETWEEN %d AND %d)", p, sp.lo, sp.hi))
@@ -339,6 +358,54 @@ WHERE event_date BETWEEN toDate('%s') AND toDate('%s') AND (%s)`,
 	}
 	s.metrics.checkSeconds.Observe(time.Since(start).Seconds())
 	return found, nil
+}
+
+// horizonSlack is how far before a checked batch's first event date the
+// horizon query looks for a previous owner's rows. Those rows come later in
+// the same partition than the batch, so their events are as recent, give
+// or take the producers' clocks and a stage that logs an older time.
+const horizonSlack = 7 * 24 * time.Hour
+
+// findHorizon records, for each partition of check that was not known (a
+// start, a revoke, a failed write), the highest offset already in
+// ClickHouse beyond the batch. A previous owner may have written a whole
+// batch past its last commit, and the first batch after a restart can be
+// smaller than that one: without the horizon, the next batches would skip
+// the check and insert those rows again. One query per restart or
+// rebalance, bounded by event date (partition pruning) like the check.
+func (s *Sink) findHorizon(ctx context.Context, check map[int32]span, from time.Time) error {
+	var cond []string
+	for p, sp := range check {
+		if _, ok := s.known[p]; ok {
+			continue // re-delivered to this sink: it wrote nothing past known[p]
+		}
+		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset > %d)", p, sp.hi))
+	}
+	if len(cond) == 0 {
+		return nil
+	}
+	q := fmt.Sprintf(`SELECT kafka_partition, max(kafka_offset) FROM %s.%s
+WHERE event_date >= toDate('%s') AND (%s) GROUP BY kafka_partition`,
+		s.cfg.Database, chddl.EventsTable, from.Add(-horizonSlack).Format(time.DateOnly), strings.Join(cond, " OR "))
+	rows, err := s.conn.Query(ctx, q)
+	if err != nil {
+		return fmt.Errorf("eventlog: look for rows beyond the batch: %w", chconn.Classify(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			p   uint32
+			off uint64
+		)
+		if err := rows.Scan(&p, &off); err != nil {
+			return fmt.Errorf("eventlog: look for rows beyond the batch: %w", chconn.Classify(err))
+		}
+		s.horizon[int32(p)] = int64(off)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("eventlog: look for rows beyond the batch: %w", chconn.Classify(err))
+	}
+	return nil
 }
 
 // send inserts s.cols with one batch.

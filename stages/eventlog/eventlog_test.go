@@ -130,6 +130,17 @@ func TestExactlyOnce(t *testing.T) {
 			f.write(t, s, recs[250:]) // known partition now: no check, plain insert
 			return 300
 		}},
+		{"crash after a batch beyond the commit, smaller batches after the restart", func(t *testing.T, f fixture) int {
+			// The dead owner wrote 200 records it never committed; the new
+			// owner's first batch (from the commit) covers only 50 of them.
+			f.write(t, f.sink(t, Config{}), recs[:200])
+			s := f.sink(t, Config{})
+			f.write(t, s, recs[:50])
+			f.write(t, s, recs[50:120]) // beyond the first check, still the dead owner's rows
+			f.write(t, s, recs[120:250])
+			f.write(t, s, recs[250:]) // past what was written: no check needed
+			return 300
+		}},
 		{"overlapping batch, same sink", func(t *testing.T, f fixture) int {
 			s := f.sink(t, Config{})
 			f.write(t, s, recs[:200])
