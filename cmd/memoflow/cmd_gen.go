@@ -107,6 +107,7 @@ a negative value means never.`,
 	f.Float64Var(&cfg.CompanyShare, "company-share", 0, "recipient mix: companies (default 0.15)")
 	f.Float64Var(&cfg.AuthorityShare, "authority-share", 0, "recipient mix: authorities (default 0.10)")
 	f.IntVar(&cfg.ExtraFiles, "extra-files", 0, "at most this many additional documents per letter")
+	cmd.AddCommand(newGenRegistryCmd())
 	return cmd
 }
 

@@ -22,6 +22,7 @@ func newRunCmd() *cobra.Command {
 	}
 	cfg := bindConfig(cmd)
 	cmd.Flags().StringVar(&stages, "stages", "all", "comma-separated stages to run (default all)")
+	demo := addDemoFlags(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := loadConfig(cmd, cfg); err != nil {
 			return err
@@ -46,6 +47,9 @@ func newRunCmd() *cobra.Command {
 			return err
 		}
 		if _, err := a.connectKafka(ctx); err != nil {
+			return err
+		}
+		if err := seedDemoRegistry(ctx, a, demo); err != nil {
 			return err
 		}
 		wait, err := runStages(ctx, a, defs)
