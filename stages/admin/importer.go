@@ -69,7 +69,25 @@ type parsedRow struct {
 	// where finds the column (header and A1 cell) of a registry field.
 	cols []column
 	idx  []int
-	bad  bool // the row has cell errors: cross checks skip what it lacks
+	// bad lists the fields already refused, so the checks across rows
+	// skip what the row lacks instead of piling errors on one fault.
+	bad map[string]bool
+}
+
+func (r *parsedRow) fail(field string) {
+	if r.bad == nil {
+		r.bad = map[string]bool{}
+	}
+	r.bad[field] = true
+}
+
+func (r *parsedRow) fieldOf(header string) string {
+	for _, c := range r.cols {
+		if c.Header == header {
+			return c.Field
+		}
+	}
+	return ""
 }
 
 func (r *parsedRow) errAt(field, code, msg string) RowError {
@@ -264,13 +282,13 @@ func parseRow(sheet string, tr tableRow, cols []column, idx []int, org string, g
 			v = unescapeCell(tr.cells[idx[i]])
 		}
 		if c.Required && v == "" {
-			r.bad = true
+			r.fail(c.Field)
 			errs = append(errs, RowError{Sheet: sheet, Row: tr.line, Column: c.Header, Cell: cellName(max(idx[i], 0), tr.line),
 				Code: CodeMissingField, Message: c.Header + " is required"})
 			continue
 		}
 		if ce := c.set(r.e, v); ce != nil {
-			r.bad = true
+			r.fail(c.Field)
 			errs = append(errs, RowError{Sheet: sheet, Row: tr.line, Column: c.Header, Cell: cellName(idx[i], tr.line), Code: ce.code, Message: ce.msg})
 		}
 	}
@@ -283,7 +301,7 @@ func parseRow(sheet string, tr tableRow, cols []column, idx []int, org string, g
 		}
 		for _, f := range r.e.p.Info {
 			if f.Title == "" {
-				r.bad = true
+				r.fail("info")
 				errs = append(errs, r.errAt("info", CodeMissingField, "an information field's text needs its title"))
 			}
 		}
@@ -333,11 +351,9 @@ func (r *parsedRow) validate(cellErrs []RowError) []RowError {
 			break
 		}
 		done[re.Field] = true
+		r.fail(re.Field)
 		errs = append(errs, r.registryErr(err))
 		neutralize(&g, &p, re.Field)
-	}
-	if len(errs) > 0 {
-		r.bad = true
 	}
 	return errs
 }
@@ -465,7 +481,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 	seen := map[string]seenAt{}
 	check := func(r *parsedRow, group bool) {
 		id := r.e.id()
-		if id == "" || !registry.ValidID(id) {
+		if r.bad["id"] {
 			return
 		}
 		if first, dup := seen[id]; dup {
@@ -477,7 +493,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 				}
 			}
 			errs = append(errs, r.errAt("id", CodeDuplicateID, fmt.Sprintf("ID %s is also on %s row %d (%s)", id, first.r.sheet, first.r.line, what)))
-			r.bad = true
+			r.fail("id")
 			return
 		}
 		seen[id] = seenAt{r, group}
@@ -491,12 +507,12 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 			} else {
 				errs = append(errs, r.errAt("id", CodeDuplicateID, fmt.Sprintf("ID %s is a %s in the registry; a row cannot change a group into a point or back", id, e.Kind())))
 			}
-			r.bad = true
+			r.fail("id")
 			return
 		}
 		if e, ok := im.reader.Get(own + id); ok && entityOrg(e) != org {
 			errs = append(errs, r.errAt("id", CodeForeignID, fmt.Sprintf("ID %s belongs to another organisation", id)))
-			r.bad = true
+			r.fail("id")
 		}
 	}
 	for _, r := range groups {
@@ -516,7 +532,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 	})
 	fileGroup := map[string]*parsedRow{}
 	for _, r := range groups {
-		if r.e.g.ID != "" && !r.bad {
+		if !r.bad["id"] && !r.bad["parent_id"] {
 			parentOf[r.e.g.ID] = r.e.g.ParentID
 			fileGroup[r.e.g.ID] = r
 		}
@@ -530,7 +546,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 	}
 	checkParent := func(r *parsedRow) {
 		p := r.e.parent()
-		if p == "" || r.bad {
+		if p == "" || r.bad["parent_id"] {
 			return
 		}
 		if _, ok := parentOf[p]; ok {
@@ -546,7 +562,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 			}
 			errs = append(errs, r.errAt("parent_id", CodeParentUnknown, msg))
 		}
-		r.bad = true
+		r.fail("parent_id")
 	}
 	for _, r := range groups {
 		checkParent(r)
@@ -584,7 +600,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 				for _, cid := range cycle {
 					if r, ok := fileGroup[cid]; ok {
 						errs = append(errs, r.errAt("parent_id", CodeCycle, "the groups' Parent IDs form a cycle: "+desc))
-						r.bad = true
+						r.fail("parent_id")
 					}
 				}
 				break
@@ -608,7 +624,7 @@ func (im *Importer) crossCheck(org string, groups, points []*parsedRow) []RowErr
 	// Recipient systems: the organisation's own.
 	for _, r := range points {
 		s := r.e.p.System
-		if s == "" || r.bad {
+		if s == "" || r.bad["system"] {
 			continue
 		}
 		e, ok := im.reader.Get("sys/" + s)
