@@ -215,6 +215,10 @@ func (c *Client) run(ctx context.Context, x *conn, op func(*conn) error) error {
 	}
 	cancel()
 	if fired {
+		if ctx.Err() != nil {
+			// The caller gave up (shutdown, its own deadline).
+			return transport.NetError(Proto, fmt.Errorf("interrupted: %w", ctx.Err()))
+		}
 		return &transport.Error{Code: transport.CodeTimeout, Outcome: transport.Transient, Protocol: Proto,
 			Err: fmt.Errorf("no answer within %v: %w", c.cfg.OpTimeout, context.DeadlineExceeded)}
 	}

@@ -86,12 +86,18 @@ func (c *Client) PollReceipts(ctx context.Context, t *Target, h ReceiptHandler) 
 			}
 			file := path.Join(t.ReceiptFolder, name)
 			r, perr := c.readReceipt(x, file, fi.Size())
+			if errors.Is(perr, os.ErrNotExist) {
+				continue // another poller (a second replica) took it
+			}
 			if perr != nil {
 				var te *transport.Error
 				if errors.As(perr, &te) && te.Code != transport.CodeReceiptFile {
 					return perr // the connection or the server failed, not the file
 				}
 				if err := moveAside(x, t.ReceiptFolder, failedDir, name); err != nil {
+					if errors.Is(err, os.ErrNotExist) {
+						continue
+					}
 					return err
 				}
 				res.Invalid = append(res.Invalid, perr)
@@ -107,7 +113,9 @@ func (c *Client) PollReceipts(ctx context.Context, t *Target, h ReceiptHandler) 
 			} else if err = x.sftp.Remove(file); err != nil {
 				err = classify(err, "remove "+file)
 			}
-			if err != nil {
+			// Gone already: another poller handled it too; the handler
+			// is idempotent, so that is no error.
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 			res.Handled++
@@ -129,6 +137,9 @@ func (c *Client) readReceipt(x *conn, file string, size int64) (*records.Receipt
 	}
 	f, err := x.sftp.Open(file)
 	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 		return nil, classify(err, "open "+file)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, c.cfg.MaxReceiptBytes+1))
@@ -181,6 +192,9 @@ func moveAside(x *conn, folder, sub, name string) error {
 		return classify(err, "stat "+to)
 	}
 	if err := x.sftp.Rename(from, to); err != nil {
+		if _, serr := x.sftp.Stat(from); errors.Is(serr, os.ErrNotExist) {
+			return serr
+		}
 		return classify(err, "move "+from+" to "+to)
 	}
 	return nil

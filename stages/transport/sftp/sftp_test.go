@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -172,10 +173,10 @@ func TestRenameAtomicity(t *testing.T) {
 	// Fail the third write of another message: nothing becomes visible
 	// and the temporary file is cleaned up.
 	const uuid2 = "3f1c1f0e-8a4b-4c2d-9e5f-0123456789ac"
-	n := 0
+	var n atomic.Int32
 	r.srv.SetFault(func(op, p string) error {
 		if op == "write" {
-			if n++; n == 3 {
+			if n.Add(1) == 3 {
 				return syscall.ENOSPC
 			}
 		}
@@ -563,5 +564,56 @@ func TestRunReceipts(t *testing.T) {
 	}
 	if len(got) != 0 {
 		t.Fatal("a receipt was handed twice")
+	}
+}
+
+// Two replicas polling one folder: every receipt is handed at least once,
+// the files all go, and neither poller reports the other's removals as
+// errors.
+func TestReceiptsTwoPollers(t *testing.T) {
+	r := newRig(t, Config{})
+	second, err := New(Config{Signer: r.cl.signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	const n = 60
+	for i := range n {
+		writeReceipt(t, r.srv, fmt.Sprintf("r%03d.json", i), records.Receipt{
+			MessageUUID: fmt.Sprintf("3f1c1f0e-8a4b-4c2d-9e5f-%012d", i), ReceiptStatus: records.StatusCompleted})
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	h := func(_ context.Context, _ string, rc *records.Receipt) error {
+		mu.Lock()
+		seen[rc.MessageUUID]++
+		mu.Unlock()
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, cl := range []*Client{r.cl, second} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := cl.PollReceipts(context.Background(), r.target, h)
+			if err == nil && len(res.Invalid) > 0 {
+				err = res.Invalid[0]
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct receipts handed, want %d", len(seen), n)
+	}
+	left, _ := os.ReadDir(r.srv.Path("/receipts"))
+	if len(left) != 0 {
+		t.Fatalf("%d files left", len(left))
 	}
 }
