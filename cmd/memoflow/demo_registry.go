@@ -29,10 +29,10 @@ type demoOptions struct {
 func addDemoFlags(cmd *cobra.Command) *demoOptions {
 	o := &demoOptions{}
 	f := cmd.Flags()
-	f.BoolVar(&o.enabled, "demo", true, "seed the demo registry once (demo authority, systems, the citizens and companies `memoflow send --generate` addresses)")
+	f.BoolVar(&o.enabled, "demo", true, "seed the demo registry once (demo authority, systems, the citizens and companies that memoflow send --generate addresses)")
 	f.StringVar(&o.recipientURL, "demo-recipient-url", os.Getenv("MEMOFLOW_DEMO_RECIPIENT_URL"),
 		"base URL of the recipient simulator; with it the demo gets a REST_PUSH recipient system pushing there")
-	f.IntVar(&o.seeds, "demo-seeds", 3, "register the recipients of `memoflow send --generate --seed 1..N`")
+	f.IntVar(&o.seeds, "demo-seeds", 3, "register the recipients of memoflow send --generate with seeds 1..N")
 	return o
 }
 
