@@ -55,12 +55,16 @@ func newHarness(t testing.TB, partitions int32, now time.Time) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	return &harness{t: t, parts: partitions, clock: &fakeClock{t: now}, pseudo: mustPseudo(t),
+		kc: pipeline.KafkaConfig{Brokers: c.ListenAddrs()[0], ClientID: "test", DialTimeout: 5 * time.Second, TopicPartitions: int(partitions), TopicReplication: 1}}
+}
+
+func mustPseudo(t testing.TB) *events.Pseudonymizer {
 	p, err := events.NewPseudonymizer(events.Key{ID: "k1", Secret: []byte("0123456789abcdef0123456789abcdef")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, parts: partitions, clock: &fakeClock{t: now}, pseudo: p,
-		kc: pipeline.KafkaConfig{Brokers: c.ListenAddrs()[0], ClientID: "test", DialTimeout: 5 * time.Second, TopicPartitions: int(partitions), TopicReplication: 1}}
+	return p
 }
 
 func (h *harness) opts() []kgo.Opt {

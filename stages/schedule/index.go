@@ -38,15 +38,18 @@ type index struct {
 	topic string
 	log   *slog.Logger
 
-	opMu   sync.Mutex // serialises open and close (the tail restarts unlocked)
-	mu     sync.Mutex
-	cond   *sync.Cond
-	open   map[int32]bool
-	next   map[int32]int64 // per partition: offset after the last record applied (control records included)
-	tailCl *kgo.Client
-	stop   context.CancelFunc
-	done   chan struct{}
-	err    error
+	opMu sync.Mutex // serialises open and close (the tail restarts unlocked)
+	mu   sync.Mutex
+	cond *sync.Cond
+	open map[int32]bool
+	next map[int32]int64 // per partition: offset after the last record applied (control records included)
+	// rebuildTo: partitions being rebuilt, and the offset that ends it.
+	rebuildTo map[int32]int64
+	rebuilt   int64
+	tailCl    *kgo.Client
+	stop      context.CancelFunc
+	done      chan struct{}
+	err       error
 }
 
 var (
@@ -73,7 +76,7 @@ func openIndex(dir string, opts []kgo.Opt, topic string, log *slog.Logger) (*ind
 	if err != nil {
 		return nil, fmt.Errorf("schedule index %s: %w (is another replica using the same --schedule-dir?)", path, err)
 	}
-	ix := &index{db: db, opts: opts, topic: topic, log: log, open: map[int32]bool{}, next: map[int32]int64{}}
+	ix := &index{db: db, opts: opts, topic: topic, log: log, open: map[int32]bool{}, next: map[int32]int64{}, rebuildTo: map[int32]int64{}}
 	ix.cond = sync.NewCond(&ix.mu)
 	return ix, nil
 }
@@ -96,8 +99,9 @@ func (ix *index) isOpen(p int32) bool {
 }
 
 // openPartitions empties the buckets of ps and tails them from the start
-// of memo.held.
-func (ix *index) openPartitions(ps []int32) error {
+// of memo.held; a partition counts as rebuilt once the tail reached its
+// entry in ends.
+func (ix *index) openPartitions(ps []int32, ends map[int32]int64) error {
 	ix.opMu.Lock()
 	defer ix.opMu.Unlock()
 	ix.mu.Lock()
@@ -129,6 +133,11 @@ func (ix *index) openPartitions(ps []int32) error {
 	for _, p := range ps {
 		ix.open[p] = true
 		ix.next[p] = 0
+		if ends[p] > 0 {
+			ix.rebuildTo[p] = ends[p]
+		} else {
+			ix.rebuilt++
+		}
 	}
 	return ix.startTailLocked()
 }
@@ -145,6 +154,7 @@ func (ix *index) closePartitions(ps []int32) {
 		if ix.open[p] {
 			delete(ix.open, p)
 			delete(ix.next, p)
+			delete(ix.rebuildTo, p)
 			changed = true
 		}
 	}
@@ -188,6 +198,11 @@ func (ix *index) startTailLocked() error {
 		// Control records advance the position too; without them the
 		// tail could not tell it reached a target past a commit marker.
 		kgo.KeepControlRecords(),
+		// Bounded fetches: a rebuild of millions streams through a few
+		// MiB of memory.
+		kgo.FetchMaxBytes(8<<20),
+		kgo.FetchMaxPartitionBytes(2<<20),
+		kgo.MaxConcurrentFetches(2),
 	)...)
 	if err != nil {
 		return fmt.Errorf("schedule index tail: %w", err)
@@ -198,36 +213,76 @@ func (ix *index) startTailLocked() error {
 	return nil
 }
 
+// tailBatch bounds the records applied in one bbolt transaction: a write
+// transaction materialises every page it touches in memory, so this (not
+// the number of held messages) bounds the index's heap.
+const tailBatch = 2000
+
 func (ix *index) tail(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 	defer close(done)
+	// The partition set is fixed for this client's life (it is replaced
+	// when the set changes), so apply needs no lock.
+	ix.mu.Lock()
+	next := map[int32]int64{}
+	for p := range ix.open {
+		next[p] = ix.next[p]
+	}
+	ix.mu.Unlock()
 	for ctx.Err() == nil {
-		f := cl.PollFetches(ctx)
+		f := cl.PollRecords(ctx, tailBatch)
 		if ctx.Err() != nil {
 			return
 		}
 		f.EachError(func(t string, p int32, err error) {
 			ix.log.Warn("schedule index: memo.held fetch error", "partition", p, "err", err)
 		})
-		ix.mu.Lock()
 		err := ix.db.Update(func(tx *bolt.Tx) error {
 			var err error
 			f.EachRecord(func(r *kgo.Record) {
-				if err != nil || !ix.open[r.Partition] || r.Offset < ix.next[r.Partition] {
+				cur, ok := next[r.Partition]
+				if err != nil || !ok || r.Offset < cur {
 					return
 				}
 				if !r.Attrs.IsControl() {
 					err = apply(tx.Bucket(partBucket(r.Partition)), r)
 				}
-				ix.next[r.Partition] = r.Offset + 1
+				next[r.Partition] = r.Offset + 1
 			})
 			return err
 		})
+		ix.mu.Lock()
 		if err != nil {
 			ix.err = fmt.Errorf("schedule index: applying memo.held: %w", err)
+		} else {
+			for p, off := range next {
+				if ix.open[p] {
+					ix.next[p] = off
+					if t, ok := ix.rebuildTo[p]; ok && off >= t {
+						delete(ix.rebuildTo, p)
+						ix.rebuilt++
+					}
+				}
+			}
 		}
 		ix.cond.Broadcast()
 		ix.mu.Unlock()
 	}
+}
+
+// reached reports, without waiting, whether the index has read partition
+// p up to target (exclusive).
+func (ix *index) reached(p int32, target int64) bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	_, rebuilding := ix.rebuildTo[p]
+	return ix.open[p] && !rebuilding && ix.next[p] >= target && ix.err == nil
+}
+
+// rebuiltCount is how many partition rebuilds have completed.
+func (ix *index) rebuiltCount() int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.rebuilt
 }
 
 // apply puts one memo.held record into partition bucket b.

@@ -120,6 +120,7 @@ type Stage struct {
 	// read past them before the next decision) and the release budget.
 	mu      sync.Mutex
 	pending map[int32][]*kgo.Record
+	target  map[int32]int64 // offset the index must reach before p's next decision
 	budget  map[int32]*bucket
 
 	tickMu     sync.Mutex
@@ -156,7 +157,7 @@ func New(cfg Config, kafka []kgo.Opt, pseudo *events.Pseudonymizer, opts ...Opti
 		return nil, errors.New("schedule: a Pseudonymizer is required (events carry recipients)")
 	}
 	s := &Stage{cfg: cfg, clock: ClockFunc(time.Now), pseudo: pseudo, log: slog.Default(), base: kafka,
-		pending: map[int32][]*kgo.Record{}, budget: map[int32]*bucket{}}
+		pending: map[int32][]*kgo.Record{}, target: map[int32]int64{}, budget: map[int32]*bucket{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -203,6 +204,7 @@ func (s *Stage) PartitionsRevoked(m map[string][]int32) {
 	s.mu.Lock()
 	for _, p := range ps {
 		delete(s.pending, p)
+		delete(s.target, p)
 		delete(s.budget, p)
 	}
 	s.mu.Unlock()
@@ -215,14 +217,40 @@ func (s *Stage) PartitionsRevoked(m map[string][]int32) {
 // recall or release. All decisions read the index after it has caught up
 // with memo.held, plus what this batch itself decided (the overlay).
 func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
-	parts := map[int32]bool{}
+	// Recalls and future-dated messages wait until the index has read
+	// everything this stage wrote to memo.held before (they must decide on
+	// complete state). Ticks never wait: while the index is behind (a
+	// rebuild, or the previous release still being read back) they are
+	// skipped, and the next tick releases. Live (undated or due) messages
+	// never read the index, so nothing holds them up.
+	now := s.clock.Now()
+	parts, needs := map[int32]bool{}, map[int32]bool{}
+	var env records.Envelope
 	for _, r := range b.Records {
-		parts[r.Partition] = true
+		switch r.Topic {
+		case pipeline.TopicValid:
+			if env.Decode(r.Value) == nil {
+				if at, ok := ReleaseTime(env.ValueDate, Copenhagen); ok && at.After(now) {
+					needs[r.Partition] = true
+				}
+			}
+		case pipeline.TopicSchedule:
+			if c, err := decodeCommand(r.Value); err == nil && c.Kind == cmdTick {
+				parts[r.Partition] = true
+			} else {
+				needs[r.Partition] = true
+			}
+		}
 	}
-	if err := s.syncIndex(ctx, parts); err != nil {
+	for p := range needs {
+		parts[p] = true
+	}
+	if err := s.prepare(ctx, parts); err != nil {
 		return pipeline.Transient(err)
 	}
-	now := s.clock.Now()
+	if err := s.ix.syncTo(ctx, s.targets(needs), s.cfg.SyncTimeout); err != nil {
+		return pipeline.Transient(err)
+	}
 	t := &txn{s: s, b: b, now: now, overlay: map[string]heldRec{}}
 	for _, r := range b.Records {
 		var err error
@@ -236,7 +264,9 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 				continue
 			}
 			if c.Kind == cmdTick {
-				err = t.tick(r.Partition)
+				if s.ix.reached(r.Partition, s.targets(map[int32]bool{r.Partition: true})[r.Partition]) {
+					err = t.tick(r.Partition)
+				}
 			} else {
 				err = t.recall(r, c)
 			}
@@ -249,68 +279,68 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 		}
 	}
 	s.mu.Lock()
-	for p := range parts {
-		s.pending[p] = t.held[p]
+	for p, rs := range t.held {
+		s.pending[p] = append(s.pending[p], rs...)
 	}
 	s.mu.Unlock()
 	return nil
 }
 
-// syncIndex opens partitions seen for the first time (rebuilding them from
-// memo.held) and waits until the index has read what the previous batch
-// wrote to memo.held.
-func (s *Stage) syncIndex(ctx context.Context, parts map[int32]bool) error {
+// prepare folds what the previous batches wrote to memo.held into the
+// per-partition targets the index must reach, and opens (starts
+// rebuilding) the partitions of parts seen for the first time.
+func (s *Stage) prepare(ctx context.Context, parts map[int32]bool) error {
+	s.mu.Lock()
+	for p, rs := range s.pending {
+		for _, r := range rs {
+			// -1: never produced (a discarded attempt or a failed
+			// produce); nothing of it can be in memo.held. The previous
+			// batch has ended, so the offsets are final.
+			if r.Offset >= 0 && r.Offset+1 > s.target[p] {
+				s.target[p] = r.Offset + 1
+			}
+		}
+		delete(s.pending, p)
+	}
+	s.mu.Unlock()
 	var fresh []int32
 	for p := range parts {
 		if !s.ix.isOpen(p) {
 			fresh = append(fresh, p)
 		}
 	}
-	targets := map[int32]int64{}
-	if len(fresh) > 0 {
-		if err := s.checkPartitions(ctx); err != nil {
-			return err
-		}
-		ends, err := stableEnds(ctx, s.adm, pipeline.TopicHeld, fresh, s.cfg.SyncTimeout)
-		if err != nil {
-			return err
-		}
-		if err := s.ix.openPartitions(fresh); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		for _, p := range fresh {
-			delete(s.pending, p)
-			delete(s.budget, p)
-		}
-		s.mu.Unlock()
-		start := time.Now()
-		maps := ends
-		defer func() {
-			held := 0
-			for _, p := range fresh {
-				h, _ := s.ix.counts(p)
-				held += h
-			}
-			s.log.Info("schedule: partitions rebuilt from memo.held", "partitions", fresh, "held", held, "took", time.Since(start).Round(time.Millisecond))
-		}()
-		for p, off := range maps {
-			targets[p] = off
-		}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := s.checkPartitions(ctx); err != nil {
+		return err
+	}
+	ends, err := stableEnds(ctx, s.adm, pipeline.TopicHeld, fresh, s.cfg.SyncTimeout)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
-	for p := range parts {
-		for _, r := range s.pending[p] {
-			// -1: never produced (a discarded attempt or a failed
-			// produce); nothing of it can be in memo.held.
-			if r.Offset >= 0 && r.Offset+1 > targets[r.Partition] {
-				targets[r.Partition] = r.Offset + 1
-			}
-		}
+	for _, p := range fresh {
+		delete(s.budget, p)
+		s.target[p] = max(s.target[p], ends[p])
 	}
 	s.mu.Unlock()
-	return s.ix.syncTo(ctx, targets, s.cfg.SyncTimeout)
+	s.log.Info("schedule: rebuilding the index of partitions from memo.held", "partitions", fresh)
+	return s.ix.openPartitions(fresh, ends)
 }
+
+func (s *Stage) targets(ps map[int32]bool) map[int32]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int32]int64, len(ps))
+	for p := range ps {
+		out[p] = s.target[p]
+	}
+	return out
+}
+
+// Rebuilt is the number of partition (re)builds of the index completed.
+func (s *Stage) Rebuilt() int64 { return s.ix.rebuiltCount() }
 
 // checkPartitions refuses to run when the three co-partitioned topics
 // differ in partition count: the same key would land in different
