@@ -236,15 +236,23 @@ func brokenConn(err error) bool {
 }
 
 type hostKeyError struct {
-	want, got ssh.PublicKey
+	want []ssh.PublicKey
+	got  ssh.PublicKey
 }
 
 func (e *hostKeyError) Error() string {
-	return fmt.Sprintf("host key %s %s is not the pinned %s %s", e.got.Type(), ssh.FingerprintSHA256(e.got),
-		e.want.Type(), ssh.FingerprintSHA256(e.want))
+	return fmt.Sprintf("host key %s %s is not the pinned %s", e.got.Type(), ssh.FingerprintSHA256(e.got), describeKeys(e.want))
 }
 
-func (c *Client) dial(ctx context.Context, t *Target, pinned ssh.PublicKey) (*conn, error) {
+func describeKeys(keys []ssh.PublicKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.Type() + " " + ssh.FingerprintSHA256(k)
+	}
+	return strings.Join(s, " or ")
+}
+
+func (c *Client) dial(ctx context.Context, t *Target, pinned []ssh.PublicKey) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -260,7 +268,7 @@ func (c *Client) dial(ctx context.Context, t *Target, pinned ssh.PublicKey) (*co
 		User: t.User,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(c.signer)},
 		HostKeyCallback: func(_ string, _ net.Addr, got ssh.PublicKey) error {
-			if !sameKey(got, pinned) {
+			if !pinnedKey(pinned, got) {
 				mismatch = &hostKeyError{want: pinned, got: got}
 				return mismatch
 			}
@@ -282,7 +290,7 @@ func (c *Client) dial(ctx context.Context, t *Target, pinned ssh.PublicKey) (*co
 				ssh.FingerprintSHA256(c.signer.PublicKey()), t.User, err)
 		case strings.Contains(err.Error(), "no common algorithm for host key"):
 			return nil, transport.Permanentf(Proto, transport.CodeHostKeyMismatch,
-				"%s (%s) has no host key of the pinned type %s: %v", t.SystemID, t.Addr, pinned.Type(), err)
+				"%s (%s) has no host key of the pinned type (%s): %v", t.SystemID, t.Addr, describeKeys(pinned), err)
 		}
 		return nil, transport.NetError(Proto, fmt.Errorf("%s (%s) ssh handshake: %w", t.SystemID, t.Addr, err))
 	}

@@ -32,7 +32,8 @@ type Target struct {
 	// HostKey is the server's public host key in authorized_keys form
 	// ("ssh-ed25519 AAAA… [comment]"), as the system's operator reports
 	// it (ssh-keyscan, or /etc/ssh/ssh_host_*_key.pub). Pinned: any other
-	// key fails the attempt with CodeHostKeyMismatch.
+	// key fails the attempt with CodeHostKeyMismatch. During a host key
+	// change it may hold the old and the new key, one per line.
 	HostKey string
 	// Folder is where MeMo files are written ("/inbox"). It must exist.
 	Folder string
@@ -56,7 +57,7 @@ func (t *Target) Validate() error {
 	return err
 }
 
-func (t *Target) hostKey() (ssh.PublicKey, error) {
+func (t *Target) hostKey() ([]ssh.PublicKey, error) {
 	switch {
 	case t.SystemID == "":
 		return nil, &ConfigError{"system_id", "set the registry id of the recipient system"}
@@ -73,14 +74,24 @@ func (t *Target) hostKey() (ssh.PublicKey, error) {
 	case t.HostKey == "":
 		return nil, &ConfigError{"host_key", "pin the server's host key (authorized_keys form, e.g. from ssh-keyscan); memoflow never accepts an unknown host key"}
 	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.HostKey))
-	if err != nil {
-		return nil, &ConfigError{"host_key", fmt.Sprintf("not a public key in authorized_keys form (%v)", err)}
+	var keys []ssh.PublicKey
+	for i, line := range strings.Split(strings.TrimSpace(t.HostKey), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		k, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(line))
+		if err != nil || len(bytes.TrimSpace(rest)) != 0 {
+			return nil, &ConfigError{"host_key", fmt.Sprintf("line %d is not a public key in authorized_keys form (%v)", i+1, err)}
+		}
+		if _, ok := k.(*ssh.Certificate); ok {
+			return nil, &ConfigError{"host_key", "pin the host's plain public key, not an SSH certificate"}
+		}
+		keys = append(keys, k)
 	}
-	if _, ok := k.(*ssh.Certificate); ok {
-		return nil, &ConfigError{"host_key", "pin the host's plain public key, not an SSH certificate"}
+	if len(keys) > 2 {
+		return nil, &ConfigError{"host_key", fmt.Sprintf("%d keys: pin one, or two while the server changes its key", len(keys))}
 	}
-	return k, nil
+	return keys, nil
 }
 
 // fingerprint identifies the settings a pooled connection was made with,
@@ -192,11 +203,31 @@ func rsaBits(k ssh.PublicKey) int {
 // server with both an ed25519 and an RSA host key would otherwise pick one
 // by its own preference, and a correct pin of the other would look like a
 // mismatch.
-func hostKeyAlgorithms(k ssh.PublicKey) []string {
-	if k.Type() == ssh.KeyAlgoRSA {
-		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+func hostKeyAlgorithms(keys []ssh.PublicKey) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, k := range keys {
+		algs := []string{k.Type()}
+		if k.Type() == ssh.KeyAlgoRSA {
+			algs = []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256}
+		}
+		for _, a := range algs {
+			if !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
 	}
-	return []string{k.Type()}
+	return out
 }
 
 func sameKey(a, b ssh.PublicKey) bool { return bytes.Equal(a.Marshal(), b.Marshal()) }
+
+func pinnedKey(keys []ssh.PublicKey, got ssh.PublicKey) bool {
+	for _, k := range keys {
+		if sameKey(k, got) {
+			return true
+		}
+	}
+	return false
+}

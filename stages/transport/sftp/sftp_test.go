@@ -264,6 +264,15 @@ func TestWrongHostKey(t *testing.T) {
 	if _, err := os.Stat(r.srv.Path("/inbox/" + uuid1 + ".xml")); err == nil {
 		t.Fatal("delivered despite a host key mismatch")
 	}
+	// During a host key change the registry pins old and new: either
+	// passes, a third key still does not.
+	r.target.HostKey = string(ssh.MarshalAuthorizedKey(rs.PublicKey())) + r.srv.HostKey() + "\n"
+	if err := r.cl.Deliver(context.Background(), r.target, uuid1, memo(10)); err != nil {
+		t.Fatalf("two pins, one of them right: %v", err)
+	}
+	r.target.HostKey = string(ssh.MarshalAuthorizedKey(rs.PublicKey())) + string(ssh.MarshalAuthorizedKey(other.PublicKey()))
+	wantErr(t, r.cl.Deliver(context.Background(), r.target, "3f1c1f0e-8a4b-4c2d-9e5f-0123456789ac", memo(10)),
+		transport.CodeHostKeyMismatch, transport.Permanent)
 }
 
 func TestWrongClientKey(t *testing.T) {
@@ -397,6 +406,7 @@ func TestTargetValidate(t *testing.T) {
 		{"receipt_folder", func(x *Target) { x.ReceiptFolder = "rc/" }},
 		{"host_key", func(x *Target) { x.HostKey = "" }},
 		{"host_key", func(x *Target) { x.HostKey = "ssh-ed25519 notbase64" }},
+		{"host_key", func(x *Target) { x.HostKey = x.HostKey + "\n" + x.HostKey + "\n" + x.HostKey }},
 	}
 	for _, tc := range tests {
 		x := good()
