@@ -627,3 +627,20 @@ func TestReceiptsTwoPollers(t *testing.T) {
 		t.Fatalf("%d files left", len(left))
 	}
 }
+
+func TestCallerCancel(t *testing.T) {
+	r := newRig(t, Config{})
+	r.srv.SetFault(func(op, _ string) error {
+		if op == "write" {
+			time.Sleep(time.Second)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	err := r.cl.Deliver(ctx, r.target, uuid1, memo(10))
+	if transport.Classify(err) != transport.Transient || time.Since(t0) > 800*time.Millisecond {
+		t.Fatalf("cancelled attempt: %v after %v", err, time.Since(t0))
+	}
+}

@@ -173,31 +173,60 @@ func (c *Client) dial(ctx context.Context, t *Target) (*session, error) {
 	if err != nil {
 		return nil, transport.NetError(Proto, fmt.Errorf("%s (%s): %w", t.SystemID, t.Addr, err))
 	}
-	_ = nc.SetDeadline(time.Now().Add(c.cfg.DialTimeout + c.cfg.OpTimeout))
+	// go-smtp sets its own deadline on every command (CommandTimeout),
+	// so the greeting, STARTTLS and EHLO are bounded by closing the
+	// connection when DialTimeout runs out.
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	stop := context.AfterFunc(dctx, func() { _ = nc.Close() })
+	timedOut := func(err error) error {
+		if !stop() {
+			return transport.NetError(Proto, fmt.Errorf("%s (%s) smtp greeting, STARTTLS and EHLO within %v: %w (%v)",
+				t.SystemID, t.Addr, c.cfg.DialTimeout, context.DeadlineExceeded, err))
+		}
+		return nil
+	}
 	host, _, _ := net.SplitHostPort(t.Addr)
 	tc := &tls.Config{ServerName: host, RootCAs: c.cfg.TLSRoots, MinVersion: tls.VersionTLS12}
 	cl, err := gosmtp.NewClientStartTLS(nc, tc)
 	if err != nil {
 		_ = nc.Close()
+		if te := timedOut(err); te != nil {
+			return nil, te
+		}
 		if strings.Contains(err.Error(), "doesn't support STARTTLS") {
 			return nil, transport.Permanentf(Proto, transport.CodeStartTLSMissing,
 				"%s (%s) offers no STARTTLS; memoflow never sends MeMo in plaintext", t.SystemID, t.Addr)
 		}
 		return nil, c.classify(t, "starttls", err)
 	}
+	cl.CommandTimeout, cl.SubmissionTimeout = c.cfg.OpTimeout, c.cfg.OpTimeout
 	// EHLO again, now inside TLS: this runs the TLS handshake, so a
 	// certificate that does not verify shows here.
 	if err := cl.Hello(c.cfg.HeloName); err != nil {
 		_ = cl.Close()
+		if te := timedOut(err); te != nil {
+			return nil, te
+		}
 		return nil, c.classify(t, "ehlo", err)
+	}
+	if te := timedOut(nil); te != nil {
+		_ = cl.Close()
+		return nil, te
 	}
 	return &session{nc: nc, c: cl}, nil
 }
 
 func (c *Client) transact(ctx context.Context, s *session, t *Target, msg []byte, reused bool) (err error) {
-	_ = s.nc.SetDeadline(time.Now().Add(c.cfg.OpTimeout))
-	stop := context.AfterFunc(ctx, func() { _ = s.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// Each command and the DATA transfer are bounded by OpTimeout
+	// (go-smtp's per-command deadlines); the caller's context ends the
+	// attempt by closing the connection.
+	stop := context.AfterFunc(ctx, func() { _ = s.nc.Close() })
+	defer func() {
+		if !stop() && err != nil {
+			err = transport.NetError(Proto, fmt.Errorf("%s (%s) interrupted: %w (%v)", t.SystemID, t.Addr, ctx.Err(), err))
+		}
+	}()
 	if reused {
 		if err := s.c.Reset(); err != nil {
 			return c.classify(t, "rset", err)

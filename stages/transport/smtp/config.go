@@ -91,7 +91,7 @@ type Config struct {
 	RecipientRoots *x509.CertPool
 
 	DialTimeout time.Duration // default 10s
-	OpTimeout   time.Duration // one message on an open session; default 60s
+	OpTimeout   time.Duration // each SMTP command, and the wait for the reply after DATA; default 60s
 	IdleTimeout time.Duration // a kept session unused this long is closed; default 30s
 	// MaxIdlePerServer sessions are kept open per server for reuse.
 	// Default 2; servers drop idle sessions after a few minutes anyway.

@@ -387,3 +387,40 @@ func TestValidate(t *testing.T) {
 		wantErr(t, r.cl.Deliver(context.Background(), r.target, u, memo(10)), transport.CodeBadMessage, transport.Permanent)
 	}
 }
+
+// A server that stalls after DATA: the attempt ends at OpTimeout as a
+// transient timeout, the stalled session is dropped, the next attempt
+// gets a new one.
+func TestStalledServer(t *testing.T) {
+	var mu sync.Mutex
+	stall := true
+	r := newRig(t, ServerConfig{Reply: func(stage, _ string) *gosmtp.SMTPError {
+		mu.Lock()
+		s := stall
+		mu.Unlock()
+		if s && stage == "data" {
+			time.Sleep(time.Second)
+		}
+		return nil
+	}}, Config{OpTimeout: 200 * time.Millisecond})
+	t0 := time.Now()
+	wantErr(t, r.cl.Deliver(context.Background(), r.target, uuid1, memo(100)), transport.CodeTimeout, transport.Transient)
+	if d := time.Since(t0); d > 900*time.Millisecond {
+		t.Fatalf("took %v; OpTimeout is 200ms", d)
+	}
+	mu.Lock()
+	stall = false
+	mu.Unlock()
+	if err := r.cl.Deliver(context.Background(), r.target, "3f1c1f0e-8a4b-4c2d-9e5f-0123456789ac", memo(100)); err != nil {
+		t.Fatal(err)
+	}
+	// Cancelling the caller's context ends the attempt too.
+	mu.Lock()
+	stall = true
+	mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if transport.Classify(r.cl.Deliver(ctx, r.target, "3f1c1f0e-8a4b-4c2d-9e5f-0123456789ad", memo(100))) != transport.Transient {
+		t.Fatal("a cancelled attempt is transient")
+	}
+}
