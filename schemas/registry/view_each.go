@@ -22,6 +22,12 @@ func (v *View) Each(kind Kind, org string, fn func(Entity) bool) {
 	mine := func(o string) bool { return org == "" || o == org }
 	v.mu.RLock()
 	switch kind {
+	case KindContactGroup:
+		es = make([]Entity, 0, len(v.groups))
+	case KindContactPoint:
+		es = make([]Entity, 0, len(v.points))
+	}
+	switch kind {
 	case KindOrg:
 		for _, o := range v.orgs {
 			if mine(o.CVR) {

@@ -111,15 +111,64 @@ func (s *searcher) Search(q SearchQuery) ([]*registry.ContactPoint, int) {
 		clear(s.cache)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(hits, func(a, b *doc) int { return cmp.Or(cmp.Compare(a.sort, b.sort), cmp.Compare(a.p.ID, b.p.ID)) })
 	total := len(hits)
 	from := min(q.Page*q.Size, total)
 	to := min(from+q.Size, total)
+	hits = smallest(hits, to)
 	out := make([]*registry.ContactPoint, 0, to-from)
 	for _, d := range hits[from:to] {
 		out = append(out, d.p)
 	}
 	return out, total
+}
+
+func docLess(a, b *doc) int { return cmp.Or(cmp.Compare(a.sort, b.sort), cmp.Compare(a.p.ID, b.p.ID)) }
+
+// smallest returns the k first docs in order. A page near the start of a
+// broad search needs a few of thousands of hits: a bounded max-heap costs
+// n·log k instead of a full sort's n·log n.
+func smallest(ds []*doc, k int) []*doc {
+	if k >= len(ds)/4 {
+		slices.SortFunc(ds, docLess)
+		return ds[:k]
+	}
+	h := make([]*doc, 0, k)
+	down := func(i int) {
+		for {
+			l, big := 2*i+1, i
+			if l < len(h) && docLess(h[l], h[big]) > 0 {
+				big = l
+			}
+			if r := l + 1; r < len(h) && docLess(h[r], h[big]) > 0 {
+				big = r
+			}
+			if big == i {
+				return
+			}
+			h[i], h[big] = h[big], h[i]
+			i = big
+		}
+	}
+	for _, d := range ds {
+		if len(h) < k {
+			h = append(h, d)
+			for i := len(h) - 1; i > 0; {
+				p := (i - 1) / 2
+				if docLess(h[i], h[p]) <= 0 {
+					break
+				}
+				h[i], h[p] = h[p], h[i]
+				i = p
+			}
+			continue
+		}
+		if k > 0 && docLess(d, h[0]) < 0 {
+			h[0] = d
+			down(0)
+		}
+	}
+	slices.SortFunc(h, docLess)
+	return h
 }
 
 // codeUnder: c equals prefix or lies below it in a dotted hierarchy.

@@ -98,3 +98,19 @@ func TestSearchPaging(t *testing.T) {
 		t.Fatalf("old name still found: %v", got)
 	}
 }
+
+// TestSmallest: the bounded heap gives the same pages as a full sort.
+func TestSmallest(t *testing.T) {
+	var all []*doc
+	for i := range 1000 {
+		all = append(all, &doc{p: &registry.ContactPoint{ID: fmt.Sprint(i)}, sort: fmt.Sprintf("%03d", (i*7919)%1000/2)})
+	}
+	want := slices.Clone(all)
+	slices.SortFunc(want, docLess)
+	for _, k := range []int{0, 1, 20, 240, 999, 1000} {
+		got := smallest(slices.Clone(all), k)
+		if !slices.Equal(got, want[:k]) {
+			t.Fatalf("k=%d: differs from a full sort", k)
+		}
+	}
+}

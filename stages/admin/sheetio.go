@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -135,6 +136,10 @@ func readXLSX(data []byte, lim Limits) (groups, points *table, err error) {
 			return nil, nil, fileErr(CodeFileTooLarge, "the workbook unpacks to more than %d bytes (part %s)", lim.MaxUnpackedBytes, f.Name)
 		}
 	}
+	formulas, err := hasFormulas(zr, lim)
+	if err != nil {
+		return nil, nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
+	}
 	f, err := excelize.OpenReader(bytes.NewReader(data), excelize.Options{
 		UnzipSizeLimit:    lim.MaxUnpackedBytes,
 		UnzipXMLSizeLimit: lim.MaxUnpackedBytes,
@@ -159,7 +164,7 @@ func readXLSX(data []byte, lim Limits) (groups, points *table, err error) {
 			ie.Errors = append(ie.Errors, RowError{Sheet: name, Code: CodeBadFile, Message: "the workbook has two " + canon + " sheets"})
 			continue
 		}
-		t, errs := readXLSXSheet(f, name, canon, lim)
+		t, errs := readXLSXSheet(f, name, canon, lim, formulas)
 		ie.Errors = append(ie.Errors, errs...)
 		if canon == SheetGroups {
 			groups = t
@@ -176,7 +181,7 @@ func readXLSX(data []byte, lim Limits) (groups, points *table, err error) {
 	return groups, points, nil
 }
 
-func readXLSXSheet(f *excelize.File, name, canon string, lim Limits) (*table, []RowError) {
+func readXLSXSheet(f *excelize.File, name, canon string, lim Limits, formulas bool) (*table, []RowError) {
 	t := &table{sheet: canon}
 	rows, err := f.Rows(name)
 	if err != nil {
@@ -222,7 +227,7 @@ func readXLSXSheet(f *excelize.File, name, canon string, lim Limits) (*table, []
 	// the last program to save the file wrote: refuse them. Only cells in
 	// the rows and columns read need checking; the sheet is within the
 	// limits by now, so loading it for the lookup is bounded.
-	if width > 0 {
+	if width > 0 && formulas {
 		check := func(line, n int) {
 			for col := 1; col <= n; col++ {
 				ref, _ := excelize.CoordinatesToCellName(col, line)
@@ -238,6 +243,34 @@ func readXLSXSheet(f *excelize.File, name, canon string, lim Limits) (*table, []
 		}
 	}
 	return t, errs
+}
+
+// reFormula finds a formula element (<f>, <f t="shared" .../>, or with a
+// namespace prefix) in worksheet XML.
+var reFormula = regexp.MustCompile(`<([A-Za-z0-9_]+:)?f[\s>/]`)
+
+// hasFormulas reports whether any worksheet part holds a formula. Most
+// sheets hold none, and then the per-cell formula look-up (which makes
+// excelize parse the whole sheet a second time) is skipped.
+func hasFormulas(zr *zip.Reader, lim Limits) (bool, error) {
+	for _, zf := range zr.File {
+		if !strings.HasPrefix(strings.ToLower(zf.Name), "xl/worksheets/") || !strings.HasSuffix(strings.ToLower(zf.Name), ".xml") {
+			continue
+		}
+		rc, err := zf.Open()
+		if err != nil {
+			return false, err
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, lim.MaxUnpackedBytes))
+		rc.Close()
+		if err != nil {
+			return false, err
+		}
+		if reFormula.Match(b) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // readCSV reads a CSV export: a Type column (Kontaktgruppe or Kontaktpunkt)
