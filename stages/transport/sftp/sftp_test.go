@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -642,5 +643,31 @@ func TestCallerCancel(t *testing.T) {
 	err := r.cl.Deliver(ctx, r.target, uuid1, memo(10))
 	if transport.Classify(err) != transport.Transient || time.Since(t0) > 800*time.Millisecond {
 		t.Fatalf("cancelled attempt: %v after %v", err, time.Since(t0))
+	}
+}
+
+// A server that accepts TCP and never speaks: the attempt ends at
+// DialTimeout as a transient timeout.
+func TestSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	r := newRig(t, Config{DialTimeout: 200 * time.Millisecond})
+	r.target.Addr = ln.Addr().String()
+	t0 := time.Now()
+	wantErr(t, r.cl.Deliver(context.Background(), r.target, uuid1, memo(10)), transport.CodeTimeout, transport.Transient)
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("took %v", d)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -422,5 +423,31 @@ func TestStalledServer(t *testing.T) {
 	defer cancel()
 	if transport.Classify(r.cl.Deliver(ctx, r.target, "3f1c1f0e-8a4b-4c2d-9e5f-0123456789ad", memo(100))) != transport.Transient {
 		t.Fatal("a cancelled attempt is transient")
+	}
+}
+
+// A server that accepts TCP and never greets: the attempt ends at
+// DialTimeout as a transient timeout.
+func TestSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	r := newRig(t, ServerConfig{}, Config{DialTimeout: 200 * time.Millisecond})
+	r.target.Addr = ln.Addr().String()
+	t0 := time.Now()
+	wantErr(t, r.cl.Deliver(context.Background(), r.target, uuid1, memo(10)), transport.CodeTimeout, transport.Transient)
+	if d := time.Since(t0); d > time.Second {
+		t.Fatalf("took %v", d)
 	}
 }
