@@ -126,9 +126,52 @@ func (r *Runner) clientOpts() ([]kgo.Opt, error) {
 	return append(opts, r.extra...), nil
 }
 
+// errSessionFailed marks a failure of the Kafka client's session itself
+// (a transaction could not be begun or ended, e.g. the brokers were gone
+// longer than the client's retries): franz-go's advice is not to go on
+// with that client, and nothing of the batch in hand is committed.
+var errSessionFailed = errors.New("kafka session failed")
+
+// maxSessionRestarts bounds consecutive session restarts before Run gives
+// up (with backoff up to RetryMaxBackoff, minutes of broker outage).
+const maxSessionRestarts = 20
+
 // Run consumes until ctx is cancelled (returns nil) or a fatal error. On
 // cancel it finishes or aborts the batch in hand, then leaves the group.
+//
+// A failed session (errSessionFailed) does not end the stage: Run closes
+// the client and starts a new one with the same transactional id, which
+// fences the old producer epoch and aborts its open transaction, so the
+// batch in hand is consumed again from the committed offsets. A broker
+// outage thus costs a reconnect, not a process restart.
 func (r *Runner) Run(ctx context.Context) error {
+	backoff := r.cfg.RetryMinBackoff
+	for restarts := 0; ; restarts++ {
+		start := time.Now()
+		err := r.runSession(ctx)
+		if !errors.Is(err, errSessionFailed) || ctx.Err() != nil {
+			return err
+		}
+		if time.Since(start) > time.Minute {
+			restarts, backoff = 0, r.cfg.RetryMinBackoff
+		}
+		if restarts >= maxSessionRestarts {
+			return fmt.Errorf("%w (gave up after %d restarts)", err, restarts)
+		}
+		r.metrics.Errors.WithLabelValues(r.stage.Name(), ClassTransient.String()).Inc()
+		r.log.Warn("kafka session failed; starting a new client (the open transaction is aborted, the batch comes again)", "err", err, "backoff", backoff, "restart", restarts+1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, r.cfg.RetryMaxBackoff)
+	}
+}
+
+// runSession is one Kafka client's life: Run starts another when it
+// fails with errSessionFailed.
+func (r *Runner) runSession(ctx context.Context) error {
 	opts, err := r.clientOpts()
 	if err != nil {
 		return Fatal(err)
@@ -176,6 +219,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err := r.handle(ctx, c, b); err != nil {
 			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 				break
+			}
+			if errors.Is(err, errSessionFailed) {
+				return err // Run starts a new session
 			}
 			r.metrics.Errors.WithLabelValues(r.stage.Name(), ClassFatal.String()).Inc()
 			r.log.Error("stage stopped", "err", err)
@@ -236,7 +282,7 @@ func (r *Runner) handle(ctx context.Context, c consumer, b *Batch) error {
 	start := time.Now()
 	name := r.stage.Name()
 	if err := c.begin(); err != nil {
-		return Fatal(fmt.Errorf("begin transaction: %w", err))
+		return Fatal(fmt.Errorf("begin transaction: %w: %w", errSessionFailed, err))
 	}
 	// The work itself must not be cut by shutdown halfway; only the waits
 	// between retries watch ctx.
@@ -264,7 +310,7 @@ func (r *Runner) handle(ctx context.Context, c consumer, b *Batch) error {
 		err = nil
 	}
 	if err != nil {
-		return Fatal(fmt.Errorf("end batch: %w", err))
+		return Fatal(fmt.Errorf("end batch: %w: %w", errSessionFailed, err))
 	}
 	if !committed {
 		r.metrics.TxnAborts.WithLabelValues(name).Inc()

@@ -1,0 +1,165 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Fault kinds.
+const (
+	KillStage  = "kill-stage"  // SIGKILL one stage replica, restart after Pause
+	KillBroker = "kill-broker" // SIGKILL the broker, restart from its data dir after Pause
+	ClickHouse = "clickhouse"  // stop ClickHouse for Pause, then start it
+)
+
+// Fault is one scheduled fault.
+type Fault struct {
+	At     time.Duration `json:"at_s"`
+	Kind   string        `json:"kind"`
+	Target string        `json:"target"`
+	Pause  time.Duration `json:"pause_s"`
+}
+
+func (f Fault) String() string {
+	return fmt.Sprintf("%6.1fs %s %s (down %v)", f.At.Seconds(), f.Kind, f.Target, f.Pause)
+}
+
+// PlanConfig says how many faults of each kind fall in the run.
+type PlanConfig struct {
+	Seed int64
+	// Duration over which faults are spread (they start after 10% of it
+	// and end before 80%, so the run sees steady state and recovery).
+	Duration    time.Duration
+	StageKills  int
+	BrokerKills int
+	// ClickHouseOutages of ClickHouseDown each.
+	ClickHouseOutages int
+	ClickHouseDown    time.Duration
+	// MaxPause bounds the pause before a killed process restarts
+	// (uniform in [MaxPause/10, MaxPause]).
+	MaxPause time.Duration
+}
+
+// Plan draws a fault schedule: the same seed and inputs give the same
+// schedule, so a failing run can be repeated. Targets are drawn from the
+// stage replicas given (names as Topology.Proc knows them).
+func Plan(c PlanConfig, replicas []string) []Fault {
+	r := rand.New(rand.NewPCG(uint64(c.Seed), 0x6d656d6f666c6f77))
+	if c.MaxPause <= 0 {
+		c.MaxPause = 3 * time.Second
+	}
+	at := func() time.Duration {
+		lo, hi := c.Duration/10, c.Duration*8/10
+		return lo + time.Duration(r.Int64N(int64(hi-lo)+1))
+	}
+	pause := func() time.Duration {
+		return c.MaxPause/10 + time.Duration(r.Int64N(int64(c.MaxPause-c.MaxPause/10)+1))
+	}
+	var out []Fault
+	for range c.StageKills {
+		if len(replicas) == 0 {
+			break
+		}
+		out = append(out, Fault{At: at(), Kind: KillStage, Target: replicas[r.IntN(len(replicas))], Pause: pause()})
+	}
+	for range c.BrokerKills {
+		out = append(out, Fault{At: at(), Kind: KillBroker, Target: "broker", Pause: pause()})
+	}
+	for range c.ClickHouseOutages {
+		out = append(out, Fault{At: at(), Kind: ClickHouse, Target: "clickhouse", Pause: c.ClickHouseDown})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
+	return out
+}
+
+// Entry is one line of the timeline.
+type Entry struct {
+	T      time.Time `json:"t"`
+	Kind   string    `json:"kind"`
+	Target string    `json:"target"`
+	Note   string    `json:"note,omitempty"`
+}
+
+// Timeline records what happened when, for the report.
+type Timeline struct {
+	mu      sync.Mutex
+	entries []Entry
+}
+
+// Add records an entry now.
+func (t *Timeline) Add(kind, target, note string) {
+	t.mu.Lock()
+	t.entries = append(t.entries, Entry{T: time.Now(), Kind: kind, Target: target, Note: note})
+	t.mu.Unlock()
+}
+
+// Entries returns a copy, in order.
+func (t *Timeline) Entries() []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]Entry(nil), t.entries...)
+}
+
+// Count returns the entries of a kind.
+func (t *Timeline) Count(kind string) int {
+	n := 0
+	for _, e := range t.Entries() {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// ClickHouseControl stops and starts the event log's server (a private
+// one: a shared server must not be stopped under other users).
+type ClickHouseControl interface {
+	Stop(ctx context.Context) error
+	Start(ctx context.Context) error
+}
+
+// Run injects the faults at their times (relative to now) until the
+// schedule is done or ctx ends. Faults run one after another: a fault
+// falling due while the previous one still recovers waits for it.
+func Run(ctx context.Context, topo *Topology, ch ClickHouseControl, plan []Fault, tl *Timeline) error {
+	start := time.Now()
+	for _, f := range plan {
+		if d := time.Until(start.Add(f.At)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		tl.Add(f.Kind, f.Target, fmt.Sprintf("down for %v", f.Pause.Round(time.Millisecond)))
+		var err error
+		switch f.Kind {
+		case KillStage, KillBroker:
+			err = topo.Kill(ctx, f.Target, f.Pause)
+		case ClickHouse:
+			if ch == nil {
+				err = fmt.Errorf("chaos: no ClickHouse control for a %s fault", f.Kind)
+				break
+			}
+			if err = ch.Stop(ctx); err == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(f.Pause):
+				}
+				err = ch.Start(ctx)
+			}
+		default:
+			err = fmt.Errorf("chaos: unknown fault kind %q", f.Kind)
+		}
+		if err != nil {
+			tl.Add("error", f.Target, err.Error())
+			return err
+		}
+		tl.Add("recovered", f.Target, "")
+	}
+	return nil
+}

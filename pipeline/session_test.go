@@ -1,0 +1,50 @@
+package pipeline
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestSessionRestart: when the transaction cannot be ended (the broker is
+// unreachable longer than the client's retries), the stage does not stop.
+// Run starts a new client with the same transactional id, the open
+// transaction is aborted, the batch comes again, and the output is still
+// exactly once.
+func TestSessionRestart(t *testing.T) {
+	c, kc := newCluster(t, 3, "in", "out", TopicDLQ)
+	produceN(t, kc, "in", 0, 600)
+
+	// Close the connection of the first EndTxn requests: with one retry
+	// and a short retry timeout, End gives up, as after a broker outage.
+	var failed atomic.Int32
+	const failures = 3
+	c.ControlKey(int16(kmsg.EndTxn), func(kmsg.Request) (kmsg.Response, error, bool) {
+		if failed.Load() >= failures {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		failed.Add(1)
+		return nil, errors.New("injected: broker unreachable"), true
+	})
+	st := &copyStage{out: "out"}
+	rc := testRunnerConfig()
+	// The new client waits for the aborted transaction's offsets to become
+	// stable, up to the transaction timeout: keep it short here.
+	rc.TxnTimeout = 2 * time.Second
+	r := newTestRunner(t, st, kc, rc, "in",
+		WithClientOpts(kgo.RequestRetries(0), kgo.RetryTimeout(500*time.Millisecond)))
+	stop := startRunner(t, r)
+	recs := readCommitted(t, kc, "out", 600, 60*time.Second)
+	if err := stop(); err != nil {
+		t.Fatalf("Run returned %v; a failed session must restart, not stop the stage", err)
+	}
+	if failed.Load() < failures {
+		t.Fatalf("only %d EndTxn failures injected; the test did not exercise a session failure", failed.Load())
+	}
+	assertExactlyOnce(t, recs, 0, 600)
+}
