@@ -54,6 +54,8 @@ type ServerConfig struct {
 	Reply func(stage, uuid string) *gosmtp.SMTPError
 	// Now is the clock for signature verification; default time.Now.
 	Now func() time.Time
+	// MaxMessageBytes is advertised as SIZE; default 256 MiB.
+	MaxMessageBytes int64
 }
 
 // NewServer starts a Server.
@@ -71,6 +73,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	gs := gosmtp.NewServer(s)
 	gs.Domain = "localhost"
 	gs.MaxMessageBytes = 256 << 20
+	if cfg.MaxMessageBytes > 0 {
+		gs.MaxMessageBytes = cfg.MaxMessageBytes
+	}
 	gs.MaxRecipients = 10
 	gs.ReadTimeout = time.Minute
 	gs.WriteTimeout = time.Minute

@@ -451,3 +451,26 @@ func TestSilentServer(t *testing.T) {
 		t.Fatalf("took %v", d)
 	}
 }
+
+// The MeMo grows about 2.6x as mail (three base64 layers: attachment,
+// signed-data, enveloped-data). A server whose SIZE is smaller than the
+// mail gets no DATA: a permanent 552, the server untouched.
+func TestSizeLimit(t *testing.T) {
+	r := newRig(t, ServerConfig{MaxMessageBytes: 200 << 10}, Config{})
+	if err := r.cl.Deliver(context.Background(), r.target, uuid1, memo(60<<10)); err != nil {
+		t.Fatal(err)
+	}
+	te := wantErr(t, r.cl.Deliver(context.Background(), r.target, "3f1c1f0e-8a4b-4c2d-9e5f-0123456789ac", memo(100<<10)),
+		transport.CodeSMTPRejected, transport.Permanent)
+	if te.Reply != 552 || r.srv.Mails() != 1 {
+		t.Fatalf("reply %d, MAIL commands %d", te.Reply, r.srv.Mails())
+	}
+	cert, _ := r.target.certificate()
+	raw, err := r.cl.compose(r.target, cert, uuid1, memo(1<<20), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := float64(len(raw)) / (1 << 20); f < 2.4 || f > 2.8 {
+		t.Fatalf("1 MiB MeMo became x%.2f; DESIGN.md says about 2.6", f)
+	}
+}
