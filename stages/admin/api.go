@@ -144,7 +144,7 @@ var Endpoints = []Endpoint{
 	{"GET", "/organisations/{org}/sender-systems", append(slices.Clone(rolesSystems), rolesRights...), true, "The organisation's sender systems.", (*API).listSenders},
 	{"GET", "/organisations/{org}/sender-systems/{id}", append(slices.Clone(rolesSystems), rolesRights...), true, "One sender system.", (*API).getSender},
 	{"PUT", "/organisations/{org}/sender-systems/{id}", rolesSystems, true, "Create or replace a sender system (SenderSystemJSON; its tokens are kept).", (*API).putSender},
-	{"DELETE", "/organisations/{org}/sender-systems/{id}", rolesSystems, true, "Delete a sender system (its tokens stop working).", (*API).deleteSender},
+	{"DELETE", "/organisations/{org}/sender-systems/{id}", rolesSystems, true, "Delete a sender system (with its token hashes).", (*API).deleteSender},
 	{"POST", "/organisations/{org}/sender-systems/{id}/tokens", rolesRights, true, "Issue an API token for the sender system: the answer shows it once; only its SHA-256 is stored (at most 4 per system).", (*API).issueToken},
 	{"DELETE", "/organisations/{org}/sender-systems/{id}/tokens/{sha256}", rolesRights, true, "Revoke a token by its SHA-256.", (*API).revokeToken},
 	{"GET", "/organisations/{org}/recipient-systems", append(slices.Clone(rolesSystems), rolesContact...), true, "The organisation's recipient systems (contact administrators read them to link contact points).", (*API).listRecipients},

@@ -563,3 +563,24 @@ func TestImportWriterFailure(t *testing.T) {
 		t.Fatalf("err = %v, want %s", err, CodeUnavailable)
 	}
 }
+
+func TestImportTooLong(t *testing.T) {
+	r := baseRegistry()
+	many := strings.TrimSuffix(strings.Repeat("k;", 65), ";")
+	data := xlsx(t, map[string][][]string{SheetPoints: {
+		pointHeader,
+		point("p1", "", strings.Repeat("x", 257)),
+		point("p2", "", "ok", "Søgeord", many),
+		point("p3", "", "ok", "Informationsfelt 1 titel", "t", "Informationsfelt 1 tekst", strings.Repeat("y", 4001)),
+		point("p4", "", strings.Repeat("z", 300), "KLE", "x", "SOR", "1234567890123456789"), // three faults, all reported
+	}})
+	_, err := newTestImporter(t, r).Import(context.Background(), orgA, "ann", data, "", false)
+	sameErrors(t, importErrors(t, err), []wantErr{
+		{SheetPoints, 2, "Navn", CodeTooLong},
+		{SheetPoints, 3, "Søgeord", CodeTooLong},
+		{SheetPoints, 4, "Informationsfelt 1 titel", CodeTooLong},
+		{SheetPoints, 5, "Navn", CodeTooLong},
+		{SheetPoints, 5, "KLE", CodeBadCode},
+		{SheetPoints, 5, "SOR", CodeBadCode},
+	})
+}

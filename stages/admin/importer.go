@@ -389,12 +389,17 @@ func neutralize(g *registry.ContactGroup, p *registry.ContactPoint, field string
 
 // registryCodes maps the model's codes onto the import's.
 var registryCodes = map[string]string{
-	registry.CodeBadKLE:        CodeBadCode,
-	registry.CodeBadFORM:       CodeBadCode,
-	registry.CodeBadEAN:        CodeBadCode,
-	registry.CodeBadSOR:        CodeBadCode,
-	registry.CodeBadID:         CodeBadValue,
-	registry.CodeBadKeyword:    CodeBadValue,
+	registry.CodeBadKLE:  CodeBadCode,
+	registry.CodeBadFORM: CodeBadCode,
+	registry.CodeBadEAN:  CodeBadCode,
+	registry.CodeBadSOR:  CodeBadCode,
+	registry.CodeBadID:   CodeBadValue,
+	// Empty names, keywords and titles are refused by the sheet's own
+	// checks first, so what the model still refuses is too long (or too
+	// many).
+	registry.CodeBadName:       CodeTooLong,
+	registry.CodeBadKeyword:    CodeTooLong,
+	registry.CodeBadInfo:       CodeTooLong,
 	registry.CodeBadVisibility: CodeBadValue,
 	registry.CodeTooManyInfo:   CodeBadValue,
 	registry.CodeSelfParent:    CodeCycle,
@@ -406,10 +411,7 @@ func (r *parsedRow) registryErr(err error) RowError {
 		return RowError{Sheet: r.sheet, Row: r.line, Code: CodeRegistryInvalid, Message: err.Error()}
 	}
 	code, ok := registryCodes[re.Code]
-	switch {
-	case re.Code == registry.CodeBadName || re.Code == registry.CodeBadInfo || (re.Code == registry.CodeBadKeyword && strings.Contains(re.Message, "at most")):
-		code = CodeTooLong
-	case !ok:
+	if !ok {
 		code = CodeRegistryInvalid
 	}
 	return r.errAt(re.Field, code, re.Message+" ("+re.Code+")")
