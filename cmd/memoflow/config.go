@@ -22,6 +22,7 @@ import (
 	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/eventlog"
 	"github.com/memoflow/memoflow/stages/ingest"
+	"github.com/memoflow/memoflow/stages/route"
 	"github.com/memoflow/memoflow/stages/schedule"
 	"github.com/memoflow/memoflow/stages/validate"
 )
@@ -48,6 +49,7 @@ type Config struct {
 	Deliver    deliver.Config         `yaml:"deliver"`
 	Auth       AuthConfig             `yaml:"auth"`
 	Schedule   schedule.Config        `yaml:"schedule"`
+	Route      route.Config           `yaml:"route"`
 }
 
 // AuthConfig says where API tokens come from.
@@ -92,6 +94,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Blob.RegisterFlags(fs)
 	c.Deliver.RegisterFlags(fs)
 	c.Schedule.RegisterFlags(fs)
+	c.Route.RegisterFlags(fs)
 	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "YAML file of API token hashes and their principals (default for run: <var-dir>/tokens.yaml)")
 }
 
@@ -137,6 +140,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Schedule.Validate(); err != nil {
+		return err
+	}
+	if err := c.Route.Validate(); err != nil {
 		return err
 	}
 	return c.Blob.Validate()

@@ -31,9 +31,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			// Flags for route.Config are not bound yet (cmd/memoflow/config.go
-			// is shared); the defaults are the domain's rules.
-			st, err := route.New(view, p, route.DefaultConfig())
+			st, err := route.New(view, p, a.cfg.Route)
 			if err != nil {
 				return nil, usageErr(err)
 			}
