@@ -20,6 +20,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/memoflow/memoflow/internal/openapi"
 )
 
 // Check reports whether a dependency is ready; nil means ready.
@@ -45,6 +47,8 @@ func New(gatherer prometheus.Gatherer) *Server {
 		fmt.Fprintln(w, "ok")
 	})
 	s.Mux.HandleFunc("GET /readyz", s.readyz)
+	// The OpenAPI description of every endpoint memoflow serves.
+	s.Mux.Handle("GET "+openapi.Path, openapi.Handler())
 	// Go's profiler, for `go tool pprof http://host/debug/pprof/profile`.
 	// The HTTP address is an operator interface (127.0.0.1 by default).
 	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
