@@ -331,14 +331,17 @@ func (v *View) applyLocked(c Change) {
 			v.senders[e.ID] = e
 		case *System:
 			i := v.internLocked(e.ID)
-			if old := v.systems[i]; old != nil {
+			old := v.systems[i]
+			if old != nil {
 				v.unlinkOrgLocked(old.Org, i)
 			}
 			v.systems[i] = e
 			if e.SysKind == SystemRecipient {
 				v.orgSys[e.Org] = append(v.orgSys[e.Org], i)
 			}
-			v.providersLocked()
+			if isProvider(e) || isProvider(old) {
+				v.providersLocked() // a scan of all systems: only when a provider changes
+			}
 		case *ContactGroup:
 			v.groups[e.ID] = e
 		case *ContactPoint:
@@ -368,9 +371,12 @@ func (v *View) deleteLocked(kind Kind, id string) {
 		delete(v.senders, id)
 	case KindSystem:
 		if i, ok := v.sysIdx[id]; ok && v.systems[i] != nil {
-			v.unlinkOrgLocked(v.systems[i].Org, i)
+			old := v.systems[i]
+			v.unlinkOrgLocked(old.Org, i)
 			v.systems[i] = nil // the index stays: citizens may still name it
-			v.providersLocked()
+			if isProvider(old) {
+				v.providersLocked()
+			}
 		}
 	case KindContactGroup:
 		delete(v.groups, id)
@@ -403,6 +409,10 @@ func (v *View) unlinkOrgLocked(org string, i uint32) {
 			v.orgSys[org] = list
 		}
 	}
+}
+
+func isProvider(s *System) bool {
+	return s != nil && (s.SysKind == SystemSMS || s.SysKind == SystemPrint)
 }
 
 // providersLocked picks the SMS and print providers: the active one with

@@ -262,3 +262,33 @@ func TestViewSkipsMalformed(t *testing.T) {
 		t.Fatal("malformed record applied")
 	}
 }
+
+func TestProvidersFollowChanges(t *testing.T) {
+	v := NewMemView(WithLogger(quiet()))
+	now := time.Now()
+	put := func(e Entity) { v.Apply(NewChange(e, "t", now)) }
+	sms := func(id string, off bool) *System {
+		return &System{ID: id, Name: id, SysKind: SystemSMS, Protocol: RestPull, MemoVersion: 11, Deactivated: off}
+	}
+	put(sms("sms-b", false))
+	put(sms("sms-a", true))
+	if p := v.SMSProvider(); p == nil || p.ID != "sms-b" {
+		t.Fatalf("an active provider wins over a deactivated one: %+v", p)
+	}
+	put(sms("sms-a", false))
+	if p := v.SMSProvider(); p.ID != "sms-a" {
+		t.Fatalf("smallest active id: %+v", p)
+	}
+	// A provider turned into a mailbox is no longer the SMS provider.
+	put(&System{ID: "sms-a", Name: "x", SysKind: SystemMailbox, Protocol: RestPull, MemoVersion: 11})
+	if p := v.SMSProvider(); p.ID != "sms-b" {
+		t.Fatalf("after kind change: %+v", p)
+	}
+	v.Apply(NewDelete("sys/sms-b", "t", now))
+	if p := v.SMSProvider(); p != nil || v.PrintProvider() != nil {
+		t.Fatalf("deleted provider still chosen: %+v", p)
+	}
+	if v.System("sms-a") == nil || v.System("sms-b") != nil {
+		t.Fatal("system lookups after delete")
+	}
+}
