@@ -325,6 +325,9 @@ func markerKey(at int64, uuid []byte) []byte {
 	return append(k, uuid...)
 }
 
+// errRevoked: a partition was revoked while the stage waited for it.
+var errRevoked = errors.New("schedule index: partition revoked")
+
 // syncTo waits until the tail applied every partition up to its target
 // offset (exclusive).
 func (ix *index) syncTo(ctx context.Context, targets map[int32]int64, timeout time.Duration) error {
@@ -346,7 +349,7 @@ func (ix *index) syncTo(ctx context.Context, targets map[int32]int64, timeout ti
 		behind := int32(-1)
 		for p, off := range targets {
 			if !ix.open[p] {
-				return fmt.Errorf("schedule index: partition %d was revoked", p)
+				return fmt.Errorf("%w: partition %d", errRevoked, p)
 			}
 			if ix.next[p] < off {
 				behind = p

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/pipeline"
@@ -245,5 +247,92 @@ func TestRestartWithHeldMessages(t *testing.T) {
 	}
 	if mid >= n {
 		t.Fatalf("the release finished before the restart (%d); the test did not restart mid-release", mid)
+	}
+}
+
+// A recalled message's marker is forgotten after the marker retention: a
+// later recall is then 404, and memo.held holds a tombstone for it.
+func TestMarkersForgottenAfterRetention(t *testing.T) {
+	h := newHarness(t, 1, cph(2026, time.June, 1, 9, 0))
+	held := h.collect(pipeline.TopicHeld)
+	cfg := testConfig(t)
+	cfg.MarkerRetention = time.Hour
+	h.start(cfg, "r0")
+	api := h.api(10 * time.Second)
+	holdN(t, h, 1, "11111111")
+	if a := api.recall(t, uuidOf(0), "11111111"); a.body.Outcome != OutcomeRecalled {
+		t.Fatalf("recall: %+v", a.body)
+	}
+	if a := api.recall(t, uuidOf(0), "11111111"); a.body.Outcome != OutcomeAlreadyRecalled {
+		t.Fatalf("second recall within the retention: %+v", a.body)
+	}
+	h.clock.Set(cph(2026, time.June, 1, 10, 1))
+	waitFor(t, 10*time.Second, "a tombstone on memo.held", func() bool {
+		rs := held.snapshot()
+		return len(rs) > 0 && rs[len(rs)-1].Value == nil
+	})
+	if a := api.recall(t, uuidOf(0), "11111111"); a.status != http.StatusNotFound || a.body.Outcome != OutcomeNotFound {
+		t.Fatalf("recall after the retention: %d %+v", a.status, a.body)
+	}
+	if n := len(held.snapshot()); n != 3 {
+		t.Fatalf("memo.held has %d records, want HELD, RECALLED, tombstone", n)
+	}
+}
+
+// Records the stage cannot read go to the DLQ with their code; the rest
+// goes on.
+func TestPoisonToDLQ(t *testing.T) {
+	h := newHarness(t, 1, cph(2026, time.June, 1, 9, 0))
+	dlq, ready := h.collect(pipeline.TopicDLQ), h.collect(pipeline.TopicReady)
+	h.start(testConfig(t), "r0")
+	h.produce(&kgo.Record{Topic: pipeline.TopicValid, Key: []byte(uuidOf(1)), Value: []byte("not an envelope")},
+		&kgo.Record{Topic: pipeline.TopicSchedule, Key: []byte(uuidOf(2)), Value: []byte(`{"kind":"launch"}`)},
+		envelope(3, "11111111", 0))
+	waitFor(t, 20*time.Second, "2 DLQ records and the good message", func() bool { return dlq.len() >= 2 && ready.len() >= 1 })
+	codes := map[string]int{}
+	for _, r := range dlq.snapshot() {
+		for _, hd := range r.Headers {
+			if hd.Key == "memoflow.dlq.code" {
+				codes[string(hd.Value)]++
+			}
+		}
+	}
+	if codes[CodeBadEnvelope] != 1 || codes[CodeBadCommand] != 1 {
+		t.Fatalf("DLQ codes %v", codes)
+	}
+}
+
+// memo.held with another partition count than memo.valid stops the stage
+// with an error that says so, instead of misplacing recalls.
+func TestPartitionCountMismatchIsFatal(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, pipeline.TopicValid, pipeline.TopicSchedule,
+		pipeline.TopicReady, pipeline.TopicEvents, pipeline.TopicRecalls, pipeline.TopicDLQ), kfake.SeedTopics(3, pipeline.TopicHeld))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h := &harness{t: t, parts: 2, clock: &fakeClock{t: cph(2026, time.June, 1, 9, 0)}, pseudo: mustPseudo(t),
+		kc: pipeline.KafkaConfig{Brokers: c.ListenAddrs()[0], ClientID: "test", DialTimeout: 5 * time.Second, TopicPartitions: 2, TopicReplication: 1}}
+	run := h.start(testConfig(t), "r0")
+	h.produce(envelope(1, "11111111", valueDate(2026, time.June, 2)))
+	select {
+	case err := <-run.done:
+		if err == nil || !strings.Contains(err.Error(), "same number of partitions") || pipeline.ClassOf(err) != pipeline.ClassFatal {
+			t.Fatalf("Run returned %v, want a fatal partition-count error", err)
+		}
+		run.done <- nil // for the cleanup's stop
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stage kept running with mismatched partition counts")
+	}
+}
+
+func TestNewNeedsDirAndPseudonymizer(t *testing.T) {
+	cfg := DefaultConfig()
+	if _, err := New(cfg, nil, mustPseudo(t)); err == nil || !strings.HasPrefix(err.Error(), "schedule.dir:") {
+		t.Fatalf("New without Dir: %v", err)
+	}
+	cfg.Dir = t.TempDir()
+	if _, err := New(cfg, nil, nil); err == nil {
+		t.Fatal("New without a Pseudonymizer succeeded")
 	}
 }

@@ -246,9 +246,18 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 		parts[p] = true
 	}
 	if err := s.prepare(ctx, parts); err != nil {
+		if pipeline.ClassOf(err) == pipeline.ClassFatal {
+			return err
+		}
 		return pipeline.Transient(err)
 	}
-	if err := s.ix.syncTo(ctx, s.targets(needs), s.cfg.SyncTimeout); err != nil {
+	if err := s.ix.syncTo(ctx, s.targets(needs), s.cfg.SyncTimeout); errors.Is(err, errRevoked) {
+		// The transactional session saw the revoke too and aborts this
+		// batch whatever it emits; retrying it here would wait forever
+		// for a partition this replica no longer reads.
+		s.log.Info("schedule: a partition of the batch was revoked; the batch is abandoned", "err", err)
+		return nil
+	} else if err != nil {
 		return pipeline.Transient(err)
 	}
 	t := &txn{s: s, b: b, now: now, overlay: map[string]heldRec{}}
