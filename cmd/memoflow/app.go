@@ -44,6 +44,9 @@ func newApp(cfg *Config, stderr io.Writer) *app {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = pipeline.NewMetrics(a.reg)
 	a.http = httpserver.New(a.reg)
+	// Listening starts before the stages mount their APIs: until
+	// runStages is done, unmounted routes answer 503 + Retry-After.
+	a.http.Starting()
 	return a
 }
 

@@ -56,6 +56,7 @@ func newRunCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		a.http.Started()
 		base := "http://" + a.http.Addr()
 		if cfg.HTTP.TLS.Enabled() {
 			base = "https://" + a.http.Addr()
@@ -130,6 +131,7 @@ func newStageCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		a.http.Started()
 		fmt.Fprintf(cmd.OutOrStdout(), "memoflow ready: stage=%s metrics=http://%s/metrics kafka=%s\n", def.name, a.http.Addr(), cfg.Kafka.Brokers)
 		err = wait()
 		shutdownHTTP(a)
@@ -165,6 +167,7 @@ func newBrokerCmd() *cobra.Command {
 		if _, err := a.connectKafka(ctx); err != nil {
 			return err
 		}
+		a.http.Started()
 		fmt.Fprintf(cmd.OutOrStdout(), "memoflow ready: kafka=%s data_dir=%s metrics=http://%s/metrics\n", cfg.Kafka.Brokers, cfg.Broker.DataDir, a.http.Addr())
 		<-ctx.Done()
 		shutdownHTTP(a)

@@ -15,6 +15,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,31 @@ type Server struct {
 	srv    *http.Server
 	ln     net.Listener
 	tls    *tls.Config
+	// starting: the process listens (so a port in use fails fast) but its
+	// APIs are not mounted yet; see Starting.
+	starting atomic.Bool
+}
+
+// Starting makes requests to routes that are not registered yet answer
+// 503 SERVICE_STARTING with Retry-After: 1 instead of 404, until Started.
+// A process listens before its stages are up; a client retrying during a
+// restart must see "come back", never "no such endpoint".
+func (s *Server) Starting() { s.starting.Store(true) }
+
+// Started ends Starting: from now on an unknown route is a 404.
+func (s *Server) Started() { s.starting.Store(false) }
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.starting.Load() {
+		if _, pattern := s.Mux.Handler(r); pattern == "" {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"code":"SERVICE_STARTING","message":"memoflow is starting; retry in a second"}`)
+			return
+		}
+	}
+	s.Mux.ServeHTTP(w, r)
 }
 
 // New returns a server exposing gatherer at /metrics.
@@ -172,7 +198,7 @@ func (s *Server) Listen(addr string) error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.Mux,
+		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}

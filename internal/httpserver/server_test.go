@@ -57,3 +57,40 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Fatalf("Listen on a used address = %v", err)
 	}
 }
+
+// While Starting, a route that is not mounted yet answers 503 with
+// Retry-After (a sender retries), mounted and operational routes answer as
+// usual; after Started an unknown route is a 404 again.
+func TestStarting(t *testing.T) {
+	s := New(prometheus.NewRegistry())
+	s.Starting()
+	if err := s.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	do := func(method, path string) (int, http.Header, string) {
+		req, _ := http.NewRequest(method, "http://"+s.Addr()+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	code, h, body := do("POST", "/apis/v1/memos/")
+	if code != 503 || h.Get("Retry-After") != "1" || !strings.Contains(body, "SERVICE_STARTING") {
+		t.Fatalf("unmounted route while starting: %d %q %q", code, h.Get("Retry-After"), body)
+	}
+	if code, _, _ := do("GET", "/healthz"); code != 200 {
+		t.Fatalf("healthz while starting: %d", code)
+	}
+	s.Mux.HandleFunc("POST /apis/v1/memos/", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(201) })
+	if code, _, _ := do("POST", "/apis/v1/memos/"); code != 201 {
+		t.Fatalf("mounted route while starting: %d", code)
+	}
+	s.Started()
+	if code, _, _ := do("GET", "/nothing"); code != 404 {
+		t.Fatalf("unknown route after Started: %d", code)
+	}
+}
