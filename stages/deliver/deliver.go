@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,6 +127,9 @@ type item struct {
 	// err is set only when the delivery could not be decided (the context
 	// ended): the batch must not commit.
 	err error
+	// retry: the item comes from a delay topic, so it may probe a
+	// half-open circuit.
+	retry bool
 }
 
 // decode makes items of records; a record that is no Envelope is returned
@@ -133,7 +137,7 @@ type item struct {
 func decodeItems(recs []*kgo.Record) (items []*item, bad []*kgo.Record, errs []error) {
 	items = make([]*item, 0, len(recs))
 	for _, r := range recs {
-		it := &item{rec: r}
+		it := &item{rec: r, retry: strings.HasPrefix(r.Topic, RetryTopicPrefix)}
 		if err := it.env.Decode(r.Value); err != nil {
 			bad, errs = append(bad, r), append(errs, err)
 			continue
@@ -231,7 +235,7 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 	}
 	g := d.gates.get(sys.ID)
 	for {
-		ok, wait := g.allow(d.now())
+		ok, wait := g.allow(d.now(), it.retry)
 		if ok {
 			break
 		}
@@ -548,7 +552,7 @@ func (d *Deliverer) notify(ctx context.Context, it *item, sys *System) {
 		"location":    d.cfg.PullBaseURL + "/apis/v1/memos/" + it.env.MessageUUID,
 	})
 	g := d.gates.get(sys.ID)
-	if ok, _ := g.allow(d.now()); !ok {
+	if ok, _ := g.allow(d.now(), false); !ok {
 		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)

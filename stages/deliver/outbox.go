@@ -91,7 +91,19 @@ func OpenOutboxStore(dir string) (*OutboxStore, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("deliver: outbox store %s: %w", dir, err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "outbox.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true})
+	// The index is a cache of memo.outbox (the topic is the truth, and
+	// the index records which offsets it holds in the same transaction),
+	// so it does not fsync every write: a process crash loses nothing
+	// (the page cache survives it), and a file a machine crash damaged is
+	// set aside and rebuilt from the topic.
+	path := filepath.Join(dir, "outbox.db")
+	opts := &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, NoSync: true, NoGrowSync: true}
+	db, err := bolt.Open(path, 0o600, opts)
+	if err != nil && !errors.Is(err, bolt.ErrTimeout) {
+		if rerr := os.Rename(path, path+".damaged"); rerr == nil {
+			db, err = bolt.Open(path, 0o600, opts)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("deliver: outbox store %s: %w (is another pull API using the same --deliver-pull-store-dir?)", dir, err)
 	}

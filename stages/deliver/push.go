@@ -67,13 +67,18 @@ func (g *gates) get(id string) *gate {
 // it is half-open and this call becomes the probe. While another call
 // probes, wait is closed when the probe's outcome is known (ask again);
 // with the circuit open, ok is false and wait nil.
-func (x *gate) allow(now time.Time) (ok bool, wait <-chan struct{}) {
+//
+// Only callers that may probe (the retry path) ever turn a half-open
+// circuit into a call: a probe of a hanging system takes a whole timeout,
+// and fresh messages must not wait for that. They are rescheduled until a
+// retry proves the system healthy again.
+func (x *gate) allow(now time.Time, mayProbe bool) (ok bool, wait <-chan struct{}) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.openUntil.IsZero() {
 		return true, nil
 	}
-	if now.Before(x.openUntil) {
+	if now.Before(x.openUntil) || !mayProbe {
 		return false, nil
 	}
 	if x.probing {
@@ -84,6 +89,7 @@ func (x *gate) allow(now time.Time) (ok bool, wait <-chan struct{}) {
 	return true, nil
 }
 
+// result records a call's outcome.
 func (x *gate) result(ok bool, now time.Time, threshold int, cooldown time.Duration) {
 	x.mu.Lock()
 	defer x.mu.Unlock()

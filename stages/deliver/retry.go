@@ -196,6 +196,9 @@ func (rc *RetryConsumer) process(ctx context.Context, recs []*kgo.Record) error 
 		// (committed), so it never blocks the partition.
 		rc.log.Error("retry consumer: malformed record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "code", CodeMalformed, "err", errs[i])
 	}
+	for _, it := range items {
+		it.retry = true
+	}
 	rc.d.run(ctx, items)
 	var out []*kgo.Record
 	for _, it := range items {
