@@ -120,6 +120,10 @@ func NewView(ctx context.Context, opts []kgo.Opt, vopts ...ViewOption) (*View, e
 		kgo.ConsumeTopics(v.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20),
+		// Should a transactional producer ever write the registry, its
+		// commit markers are the last offsets of a partition: without
+		// them the View could never reach the high-water mark.
+		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
 		return nil, err
@@ -197,6 +201,9 @@ func (v *View) tail(ctx context.Context) {
 		f.EachRecord(func(r *kgo.Record) {
 			if r.Offset+1 > v.next[r.Partition] {
 				v.next[r.Partition] = r.Offset + 1
+			}
+			if r.Attrs.IsControl() {
+				return
 			}
 			if err := v.applyRecordLocked(r); err != nil {
 				v.bad.Add(1)

@@ -292,3 +292,40 @@ func TestProvidersFollowChanges(t *testing.T) {
 		t.Fatal("system lookups after delete")
 	}
 }
+
+// TestViewCatchesUpAfterTransactionalWrites: a partition whose last offset
+// is a commit marker still counts as read.
+func TestViewCatchesUpAfterTransactionalWrites(t *testing.T) {
+	opts := newCluster(t)
+	ctx := context.Background()
+	txn, err := kgo.NewClient(append(opts, kgo.TransactionalID("registry-txn"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range baseEntities()[:5] {
+		c := NewChange(e, "t", time.Now())
+		if err := txn.ProduceSync(ctx, c.Record("memo.registry")).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewView(ctx, opts, WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := v.WaitCaughtUp(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if v.Stats().Systems != 3 || v.Org("12345678") == nil {
+		t.Fatalf("%+v", v.Stats())
+	}
+}
