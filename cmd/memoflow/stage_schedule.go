@@ -34,7 +34,7 @@ func init() {
 				cfg.Dir = filepath.Join(a.cfg.VarDir, "schedule", a.cfg.Runner.ReplicaID)
 			}
 			st, err := schedule.New(cfg, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-schedule-aux")), p,
-				schedule.WithLogger(a.log.With("stage", "schedule")))
+				schedule.WithLogger(a.log.With("stage", "schedule")), schedule.WithRegisterer(a.reg))
 			if err != nil {
 				return nil, usageErr(err)
 			}

@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -114,6 +116,8 @@ type Stage struct {
 	adm    *kadm.Client
 	admCl  *kgo.Client
 	base   []kgo.Opt
+	reg    prometheus.Registerer
+	m      *metrics
 
 	// Per partition: the memo.held records emitted by the last Transform
 	// (their offsets are filled in once produced: the index must have
@@ -140,6 +144,9 @@ type Option func(*Stage)
 // WithClock sets the clock (default the system clock).
 func WithClock(c Clock) Option { return func(s *Stage) { s.clock = c } }
 
+// WithRegisterer registers the stage's metrics on reg (default: none).
+func WithRegisterer(reg prometheus.Registerer) Option { return func(s *Stage) { s.reg = reg } }
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Stage) { s.log = l } }
 
@@ -161,6 +168,11 @@ func New(cfg Config, kafka []kgo.Opt, pseudo *events.Pseudonymizer, opts ...Opti
 	for _, o := range opts {
 		o(s)
 	}
+	m, err := newMetrics(s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
 	cl, err := kgo.NewClient(kafka...)
 	if err != nil {
 		return nil, fmt.Errorf("schedule: kafka client: %w", err)
@@ -275,6 +287,8 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 			if c.Kind == cmdTick {
 				if s.ix.reached(r.Partition, s.targets(map[int32]bool{r.Partition: true})[r.Partition]) {
 					err = t.tick(r.Partition)
+				} else {
+					s.m.ticksSkipped.Inc()
 				}
 			} else {
 				err = t.recall(r, c)
@@ -426,6 +440,7 @@ func (t *txn) message(r *kgo.Record) error {
 	at, ok := ReleaseTime(t.env.ValueDate, Copenhagen)
 	if !ok || !at.After(t.now) {
 		t.b.Emit(&kgo.Record{Topic: pipeline.TopicReady, Key: r.Key, Value: r.Value, Headers: r.Headers})
+		t.s.m.decisions.WithLabelValues("pass").Inc()
 		return nil
 	}
 	if h, found, err := t.state(r.Partition, r.Key); err != nil {
@@ -439,6 +454,7 @@ func (t *txn) message(r *kgo.Record) error {
 		org: t.env.SenderOrg, system: t.env.SenderSystem, envelope: r.Value}
 	t.emitHeld(r.Partition, r.Key, &h)
 	t.event(&t.env, events.DelayedMemoSendValidatedAwaitingDelay, "")
+	t.s.m.decisions.WithLabelValues("held").Inc()
 	return nil
 }
 
@@ -467,6 +483,7 @@ func (t *txn) recall(r *kgo.Record, c command) error {
 		t.event(&t.env, events.DelayedMemoMessageRecalled, c.System)
 		res.Outcome = OutcomeRecalled
 	}
+	t.s.m.decisions.WithLabelValues(strings.ToLower(string(res.Outcome))).Inc()
 	v, _ := json.Marshal(res)
 	t.b.Emit(&kgo.Record{Topic: pipeline.TopicRecalls, Key: []byte(c.RequestID), Value: v})
 	return nil
@@ -505,6 +522,7 @@ func (t *txn) tick(p int32) error {
 		}
 	}
 	t.s.spend(p, released)
+	t.s.m.decisions.WithLabelValues("released").Add(float64(released))
 	if err != nil {
 		return pipeline.Transient(err)
 	}

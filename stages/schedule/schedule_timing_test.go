@@ -140,7 +140,7 @@ const livePrefix = "11111111-"
 func (h *harness) count(b *testing.B) *counter {
 	cl, err := kgo.NewClient(append(h.opts(), kgo.ConsumeTopics(pipeline.TopicReady),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(50*time.Millisecond))...)
+		kgo.FetchMaxWait(50*time.Millisecond), kgo.FetchMaxBytes(4<<20), kgo.FetchMaxPartitionBytes(1<<20))...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func BenchmarkRelease(b *testing.B) {
 		c := h.count(b)
 		cfg := testConfig(b)
 		cfg.TickInterval = 100 * time.Millisecond
-		cfg.ReleaseRate = 25_000 // per partition: 100k/s for the stage
+		cfg.ReleaseRate = 2_500 // per partition: 10k/s for the stage
 		t0 = time.Now()
 		run := h.start(cfg, "bench")
 		for run.st.Rebuilt() < parts {
