@@ -187,4 +187,3 @@ func BenchmarkPullCycle(b *testing.B) {
 		b.ReportMetric(rate/fetchRate, "cycle/fetch-ratio")
 	}
 }
-

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -130,6 +131,27 @@ func TestRestartNothingLost(t *testing.T) {
 	stop = k.start(t, mk())
 	defer func() { stop() }()
 	waitFor(t, "a and b", 30*time.Second, func() bool { return sim.Accepted("a") >= 200 && sim.Accepted("b") >= 200 })
+	// Every routed message is decided (c's are in the delay topic).
+	adm := kadm.NewClient(k.client(t))
+	waitFor(t, "memo.routed consumed", 30*time.Second, func() bool {
+		ctx := context.Background()
+		ends, err := adm.ListEndOffsets(ctx, pipeline.TopicRouted)
+		if err != nil {
+			return false
+		}
+		comm, err := adm.FetchOffsets(ctx, "memoflow-deliver")
+		if err != nil {
+			return false
+		}
+		done := true
+		ends.Each(func(o kadm.ListedOffset) {
+			c, ok := comm.Lookup(o.Topic, o.Partition)
+			if o.Offset > 0 && (!ok || c.At < o.Offset) {
+				done = false
+			}
+		})
+		return done
+	})
 	// c's messages wait in the delay topic; they are not due yet.
 	sim.SetDown("c", false)
 	time.Sleep(200 * time.Millisecond)

@@ -1,6 +1,8 @@
 package deliver
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,13 +45,27 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}, []string{"endpoint", "code"}),
 	}
 	if r != nil {
-		for _, c := range []prometheus.Collector{m.outcomes, m.pushSeconds, m.circuitOpen, m.deactivations, m.retryWaiting, m.pull} {
-			if err := r.Register(c); err != nil {
-				if _, ok := err.(prometheus.AlreadyRegisteredError); !ok {
-					panic(err)
-				}
-			}
-		}
+		// The deliver stage and the pull API may share a registry in one
+		// process: the second one uses the collectors already there.
+		m.outcomes = register(r, m.outcomes)
+		m.pushSeconds = register(r, m.pushSeconds)
+		m.circuitOpen = register(r, m.circuitOpen)
+		m.deactivations = register(r, m.deactivations)
+		m.retryWaiting = register(r, m.retryWaiting)
+		m.pull = register(r, m.pull)
 	}
 	return m
+}
+
+func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if ex, ok := are.ExistingCollector.(C); ok {
+				return ex
+			}
+		}
+		panic(err)
+	}
+	return c
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -286,9 +285,6 @@ type Tailer struct {
 	cl    *kgo.Client
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	caught bool
 	done   chan struct{}
 	cancel context.CancelFunc
 }
@@ -334,7 +330,6 @@ func StartTailer(ctx context.Context, store *OutboxStore, opts []kgo.Opt, log *s
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	t := &Tailer{store: store, cl: cl, log: log, done: make(chan struct{}), cancel: cancel}
-	t.cond = sync.NewCond(&t.mu)
 	go t.run(ctx)
 	return t, nil
 }
@@ -368,10 +363,6 @@ func (t *Tailer) run(ctx context.Context) {
 				}
 			}
 		}
-		t.mu.Lock()
-		t.caught = true
-		t.cond.Broadcast()
-		t.mu.Unlock()
 	}
 }
 
@@ -381,6 +372,3 @@ func (t *Tailer) Close() {
 	<-t.done
 	t.cl.Close()
 }
-
-// errNotFound is a missing entry (404).
-var errNotFound = errors.New("not found")
