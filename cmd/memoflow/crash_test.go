@@ -363,9 +363,16 @@ func checkExact(t *testing.T, conn driver.Conn, db string, records int, mvExact 
 	lineages := mustCount(t, conn, "SELECT uniqExact(kafka_partition, kafka_offset, event_index) FROM "+db+".events")
 	steps := mustCount(t, conn, "SELECT uniqExact(message_uuid, tag) FROM "+db+".events")
 	messages := mustCount(t, conn, "SELECT uniqExact(message_uuid) FROM "+db+".events_by_message")
-	if rows != want || lineages != want || steps != want || messages != uint64(records) {
-		t.Fatalf("events: %d rows, %d distinct lineages, %d distinct (message, tag); events_by_message: %d messages; want %d, %d, %d and %d",
-			rows, lineages, steps, messages, want, want, want, records)
+	if rows != want || lineages != want || steps != want {
+		t.Fatalf("events: %d rows, %d distinct lineages, %d distinct (message, tag); want %d of each", rows, lineages, steps, want)
+	}
+	// events_by_message is fed by a view too (known limit as below).
+	switch {
+	case messages == uint64(records):
+	case mvExact || messages > uint64(records):
+		t.Fatalf("events_by_message: %d messages, want %d", messages, records)
+	default:
+		t.Logf("events_by_message misses %d messages after a ClickHouse crash between a part and its view (DESIGN.md, known limit)", uint64(records)-messages)
 	}
 	// The view's sums per day and tag against the raw table's.
 	q := fmt.Sprintf(`SELECT toUInt64(count()) FROM (
@@ -544,9 +551,9 @@ func freePort(t *testing.T) int {
 // retrying (transient errors), producers are not held up (events wait in
 // Kafka), and after catch-up the event log is exact.
 func TestEventLogClickHouseRestart(t *testing.T) {
-	records, outage := 60_000, 5*time.Second
+	outage := 5 * time.Second
 	if testing.Short() {
-		records, outage = 15_000, 2*time.Second
+		outage = 2 * time.Second
 	}
 	ch := startPrivateClickHouse(t)
 	cfg := chconn.DefaultConfig()
@@ -561,23 +568,30 @@ func TestEventLogClickHouseRestart(t *testing.T) {
 	k := newCrashKafka(t)
 	p := startSink(t, k.brokers, ch.addr, db, 10_000)
 
-	// Events keep arriving all along, through both outages: 400 records
-	// every 200 ms (records/2000 seconds).
+	// Events keep arriving all along, through both outages, until
+	// stopProducing: 400 records every 200 ms.
 	var produced atomic.Int64
 	prodErr := make(chan error, 1)
+	stopProducing := make(chan struct{})
 	go func() {
 		const chunk = 400
-		for i := 0; i < records; i += chunk {
-			if err := k.produce(t, i, min(i+chunk, records)); err != nil {
+		for i := 0; ; i += chunk {
+			select {
+			case <-stopProducing:
+				prodErr <- nil
+				return
+			default:
+			}
+			if err := k.produce(t, i, i+chunk); err != nil {
 				prodErr <- err
 				return
 			}
-			produced.Store(int64(min(i+chunk, records)))
+			produced.Store(int64(i + chunk))
 			time.Sleep(200 * time.Millisecond)
 		}
-		prodErr <- nil
 	}()
 
+	begin := time.Now()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	killedMidInsert := false
 	outages := []string{"SIGKILL", "stop"}
@@ -611,13 +625,21 @@ func TestEventLogClickHouseRestart(t *testing.T) {
 			t.Fatalf("the sink exited while ClickHouse was down (%s): %s", how, p.stderr)
 		}
 		committed, _ := k.consumed(t)
-		t.Logf("ClickHouse %s for %s: %d records produced meanwhile, %d committed", how, outage, produced.Load()-down, committed)
+		t.Logf("%.1fs: ClickHouse %s for %s: %d records produced meanwhile, %d committed", time.Since(begin).Seconds(), how, outage, produced.Load()-down, committed)
 		ch.run(t, "start")
 	}
+	time.Sleep(time.Second) // a little more after the last restart
+	close(stopProducing)
 	if err := <-prodErr; err != nil {
 		t.Fatalf("produce: %v", err)
 	}
+	records := int(produced.Load())
+	t.Logf("%.1fs: %d records produced; catching up", time.Since(begin).Seconds(), records)
 	waitCaughtUp(t, k, p, records)
+	t.Logf("%.1fs: caught up", time.Since(begin).Seconds())
+	if os.Getenv("CRASH_TEST_LOG") != "" {
+		t.Logf("sink log:\n%s", p.stderr)
+	}
 	transient := p.metric(t, "memoflow_eventlog_insert_errors_total", `class="transient"`)
 	if transient == 0 {
 		t.Errorf("no transient insert errors counted; the outages were not seen by the sink")
@@ -625,9 +647,13 @@ func TestEventLogClickHouseRestart(t *testing.T) {
 	if code := p.stop(t); code != 0 {
 		t.Errorf("memoflow stage eventlog exited %d after SIGTERM: %s", code, p.stderr)
 	}
-	// A server SIGKILLed between a part and its views may lose the views'
-	// rows (DESIGN.md, known limit); a clean stop must not.
-	checkExact(t, conn, db, records, !killedMidInsert)
+	// A server SIGKILLed between a part and its views loses the views'
+	// rows (DESIGN.md, known limit): the views may fall short here, never
+	// exceed the table. (An insert can start in the instant between the
+	// look at system.processes and the kill, so even "no insert in
+	// flight" does not make them exact. TestEventLogSIGKILL holds them
+	// exact when only the sink dies.)
+	checkExact(t, conn, db, records, false)
 	t.Logf("%d events exactly once after a ClickHouse SIGKILL (insert in flight: %v) and a stop; %.0f transient insert errors retried",
 		records*crashEventsPerRecord, killedMidInsert, transient)
 }
