@@ -271,40 +271,66 @@ func (s *setSource) Next() (sendclient.Item, error) {
 // loadDirect produces the messages into memo.ingest as ingest would
 // (same headers, a transmission id per batch), skipping HTTP and LZMA.
 func loadDirect(ctx context.Context, env *Env, set *MessageSet) error {
-	opts, err := env.Target.Kafka.ClientOpts()
+	d, err := newDirectProducer(env)
 	if err != nil {
 		return err
+	}
+	defer d.close()
+	for b := 0; b < set.Batches(); b++ {
+		if err := d.batch(ctx, env, set, b); err != nil {
+			return err
+		}
+	}
+	return d.flush(ctx)
+}
+
+type directProducer struct {
+	cl   *kgo.Client
+	perr atomic.Value
+}
+
+func newDirectProducer(env *Env) (*directProducer, error) {
+	opts, err := env.Target.Kafka.ClientOpts()
+	if err != nil {
+		return nil, err
 	}
 	cl, err := kgo.NewClient(append(opts, kgo.MaxBufferedBytes(256<<20), kgo.ProducerLinger(2*time.Millisecond))...)
 	if err != nil {
+		return nil, err
+	}
+	return &directProducer{cl: cl}, nil
+}
+
+func (d *directProducer) close() { d.cl.Close() }
+
+// batch produces batch b without waiting for its acknowledgements.
+func (d *directProducer) batch(ctx context.Context, env *Env, set *MessageSet, b int) error {
+	tid := fmt.Sprintf("bench-direct-%d-%d", set.Seed, b)
+	now := time.Now()
+	for j, it := range set.Batch(b) {
+		idx := b*set.BatchSize + j
+		rec := records.NewIngestRecord(pipeline.TopicIngest, records.IngestMeta{MessageUUID: it.UUID, TransmissionID: tid,
+			SenderOrg: set.SenderOrg, SenderSystem: "bench", ReceivedAt: now, MassSend: true,
+			ContentSHA256: contentHash(it.Data), Size: len(it.Data)}, it.Data)
+		d.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				d.perr.CompareAndSwap(nil, err)
+				return
+			}
+			env.Accept(idx)
+		})
+	}
+	if e := d.perr.Load(); e != nil {
+		return fmt.Errorf("direct produce: %w", e.(error))
+	}
+	return nil
+}
+
+func (d *directProducer) flush(ctx context.Context) error {
+	if err := d.cl.Flush(ctx); err != nil {
 		return err
 	}
-	defer cl.Close()
-	var perr atomic.Value
-	for b := 0; b < set.Batches(); b++ {
-		tid := fmt.Sprintf("bench-direct-%d-%d", set.Seed, b)
-		now := time.Now()
-		for j, it := range set.Batch(b) {
-			idx := b*set.BatchSize + j
-			rec := records.NewIngestRecord(pipeline.TopicIngest, records.IngestMeta{MessageUUID: it.UUID, TransmissionID: tid,
-				SenderOrg: set.SenderOrg, SenderSystem: "bench", ReceivedAt: now, MassSend: true,
-				ContentSHA256: contentHash(it.Data), Size: len(it.Data)}, it.Data)
-			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-				if err != nil {
-					perr.CompareAndSwap(nil, err)
-					return
-				}
-				env.Accept(idx)
-			})
-		}
-		if e := perr.Load(); e != nil {
-			return e.(error)
-		}
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	if e := perr.Load(); e != nil {
+	if e := d.perr.Load(); e != nil {
 		return fmt.Errorf("direct produce: %w", e.(error))
 	}
 	return nil

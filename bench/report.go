@@ -67,6 +67,7 @@ type Report struct {
 	Mix           MixInfo           `json:"mix"`
 	Setup         Setup             `json:"setup"`
 	ArrivalPoint  string            `json:"arrival_point"`
+	RSS           *RSSTrend         `json:"rss_trend,omitempty"`
 	Notes         []string          `json:"notes,omitempty"`
 	SourceErrors  map[string]string `json:"sampling_errors,omitempty"`
 	LostSample    []string          `json:"lost_sample,omitempty"`
@@ -333,6 +334,9 @@ func (r *Report) Summary(w io.Writer) {
 	fmt.Fprintf(w, "  %-22s %d rows (%.0f rows/s to completion, peak %.0f/s)\n", "event log", r.EventsInClickHouse, r.EventRowsPerSec, r.PeakEventRowsPerSec)
 	fmt.Fprintf(w, "  %-22s %.1f CPU s (%.2f ms per message), max RSS %.0f MB [%s]\n", "resources", r.CPUSeconds,
 		1000*r.CPUSeconds/math.Max(float64(r.Accepted), 1), r.MaxRSSMB, r.CPUScope)
+	if t := r.RSS; t != nil {
+		fmt.Fprintf(w, "  %-22s median RSS %.0f MB early, %.0f MB late (%+.0f%%): flat=%v\n", "memory trend", t.EarlyMB, t.LateMB, 100*t.Growth, t.Flat)
+	}
 	if len(r.ErrorsByCode) > 0 {
 		fmt.Fprintf(w, "  %-22s %s\n", "errors by code", codesLine(r.ErrorsByCode))
 	}

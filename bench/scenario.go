@@ -345,6 +345,9 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 		ingestCodes: env.ingestCodes, stageCodes: codes.snapshot(), cpu: cpu1 - cpu0, inProcess: t.InProcess,
 		unmodelled: unmodelled(t.Stages),
 	})
+	if c, ok := sc.(ReportChecker); ok {
+		c.Check(rep)
+	}
 	if !rep.OK {
 		return rep, fmt.Errorf("%w: %s", ErrLoss, strings.Join(rep.Failures, "; "))
 	}

@@ -158,3 +158,36 @@ func TestNullHops(t *testing.T) {
 		}
 	}
 }
+
+func TestSoakRSSTrend(t *testing.T) {
+	mk := func(rss func(t float64) float64) *Report {
+		r := &Report{LoadSeconds: 100, OK: true}
+		for i := 0; i <= 110; i++ {
+			r.Samples = append(r.Samples, Sample{T: float64(i), RSSMB: rss(float64(i))})
+		}
+		return r
+	}
+	s := &Soak{MaxGrowth: 0.2}
+	flat := mk(func(t float64) float64 { return 300 + float64(int(t)%3) })
+	s.Check(flat)
+	if !flat.OK || flat.RSS == nil || !flat.RSS.Flat || flat.RSS.EarlyMB < 300 || flat.RSS.LateMB > 303 {
+		t.Fatalf("flat memory judged %+v, failures %v", flat.RSS, flat.Failures)
+	}
+	// A leak: 2 MB a second, from 300 MB.
+	leak := mk(func(t float64) float64 { return 300 + 2*t })
+	s.Check(leak)
+	if leak.OK || leak.RSS.Flat || leak.RSS.Growth < 0.25 || len(leak.Failures) != 1 {
+		t.Fatalf("leaking memory judged %+v, failures %v", leak.RSS, leak.Failures)
+	}
+	none := &Report{LoadSeconds: 10, OK: true}
+	s.Check(none)
+	if none.OK {
+		t.Fatal("a soak without RSS samples passed")
+	}
+	if n := (&Soak{Rate: 250, Duration: 10 * time.Second}).Messages(); n != 2500 {
+		t.Fatalf("messages %d", n)
+	}
+	if b := (&Soak{Rate: 250}).BatchSize(10000); b != 250 {
+		t.Fatalf("batch %d", b)
+	}
+}

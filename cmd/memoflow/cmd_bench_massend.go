@@ -331,3 +331,37 @@ func externalTarget(ctx context.Context, cfg *Config, b *benchRunOpts) (bench.Ta
 	return bench.Target{URL: b.url, Token: b.token, SenderOrg: who.Org, Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse,
 		Stages: namesOf(defs), Runner: cfg.Runner, MetricsURLs: b.metricsURLs}, nil
 }
+
+func newBenchSoakCmd() *cobra.Command {
+	var b benchRunOpts
+	sc := &bench.Soak{}
+	cmd := &cobra.Command{
+		Use:   "soak",
+		Short: "A fixed rate for a set time: memory must stay flat; loss and the event log are checked as for mass-send",
+		Long: `soak sends --rate messages per second for --duration (the mass-send mix,
+batches at most a second apart) and fails when the median RSS of the last
+quarter of the load exceeds that of the second quarter by more than
+--max-rss-growth, as well as on any loss or event-log difference.
+
+Exit status: 0 correct and flat, 1 otherwise, 2 usage.`,
+		Args: cobra.NoArgs,
+	}
+	cfg := bindConfig(cmd)
+	b.register(cmd, 0)
+	_ = cmd.Flags().MarkHidden("messages")
+	cmd.Flags().Float64Var(&sc.Rate, "rate", 500, "messages per second")
+	cmd.Flags().DurationVar(&sc.Duration, "duration", 10*time.Minute, "how long to send")
+	cmd.Flags().Float64Var(&sc.MaxGrowth, "max-rss-growth", 0.2, "allowed RSS growth from the second to the last quarter of the load")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if sc.Rate <= 0 || sc.Duration <= 0 {
+			return usageErr(errors.New("--rate and --duration must be positive"))
+		}
+		if b.o.Live {
+			return usageErr(errors.New("soak paces prepared batches (or --direct); --live does not pace"))
+		}
+		b.o.Messages = sc.Messages()
+		b.o.BatchSize = sc.BatchSize(b.o.BatchSize)
+		return runBench(cmd, cfg, &b, sc)
+	}
+	return cmd
+}
