@@ -429,3 +429,51 @@ func TestImportExportHTTP(t *testing.T) {
 		t.Fatalf("huge upload: %d %s", a.status, a.body)
 	}
 }
+
+// TestOperatorAndMappings: operators create organisations and provider
+// systems; contact administrators keep legacy mailbox mappings.
+func TestOperatorAndMappings(t *testing.T) {
+	e := newEnv(t)
+	steps := []struct {
+		who, method, path string
+		body              any
+		status            int
+	}{
+		{"operator", "PUT", "/organisations/55667788", OrgJSON{Name: "Ny Styrelse", Kind: "authority", Setup: 2}, 201},
+		{"operator", "PUT", "/organisations/55667788", OrgJSON{Name: "Ny Styrelse", Kind: "authority", Setup: 4}, 422},
+		{"operator", "PUT", "/systems/sms", SystemJSON{Name: "NemSMS", Kind: "sms", Protocol: "REST_PUSH", Endpoint: "https://sms.example/", MemoVersion: "1.1", Active: true}, 201},
+		{"operator", "PUT", "/systems/sysA", SystemJSON{Name: "x", Kind: "mailbox", Protocol: "REST_PULL"}, 409},
+		{"conA", "PUT", "/organisations/" + orgA + "/legacy-mailboxes", LegacyMailboxJSON{Mailbox: "BORGER", Subject: "PAS", ContactPoint: "pA"}, 201},
+		{"conA", "PUT", "/organisations/" + orgA + "/legacy-mailboxes", LegacyMailboxJSON{Mailbox: "BORGER", Subject: "PAS"}, 200},
+		{"conA", "PUT", "/organisations/" + orgA + "/legacy-mailboxes", LegacyMailboxJSON{Mailbox: "A/B"}, 422},
+		{"conA", "DELETE", "/organisations/" + orgA + "/legacy-mailboxes?mailbox=BORGER&subject=PAS", nil, 204},
+		{"conA", "DELETE", "/organisations/" + orgA + "/legacy-mailboxes?mailbox=BORGER&subject=PAS", nil, 404},
+		{"operator", "DELETE", "/organisations/55667788", nil, 204},
+	}
+	for _, s := range steps {
+		if a := e.do(s.who, s.method, s.path, s.body); a.status != s.status {
+			t.Fatalf("%s %s %s: %d %s", s.who, s.method, s.path, a.status, a.body)
+		}
+	}
+	if e.view.Org("55667788") != nil || e.view.SMSProvider() == nil || e.view.SMSProvider().ID != "sms" {
+		t.Fatalf("operator changes not in the view: %+v", e.view.Stats())
+	}
+	if l := e.view.LegacyMailbox(orgA, "BORGER", "PAS"); l == nil || l.Subject != "" {
+		t.Fatalf("after delete the postkasse mapping (no subject) answers: %+v", l)
+	}
+	// Lists are the caller's organisation's only.
+	var orgs Page[OrgJSON]
+	json.Unmarshal(e.do("conA", "GET", "/organisations", nil).body, &orgs)
+	if len(orgs.Content) != 1 || orgs.Content[0].CVR != orgA {
+		t.Fatalf("conA sees organisations %+v", orgs.Content)
+	}
+	json.Unmarshal(e.do("operator", "GET", "/organisations", nil).body, &orgs)
+	if len(orgs.Content) != 3 {
+		t.Fatalf("the operator sees %d organisations", len(orgs.Content))
+	}
+	var maps Page[LegacyMailboxJSON]
+	json.Unmarshal(e.do("conA", "GET", "/organisations/"+orgA+"/legacy-mailboxes", nil).body, &maps)
+	if len(maps.Content) != 1 || maps.Content[0].Mailbox != "BORGER" || maps.Content[0].ContactPoint != "pA" {
+		t.Fatalf("mappings %+v", maps.Content)
+	}
+}

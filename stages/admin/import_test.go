@@ -584,3 +584,20 @@ func TestImportTooLong(t *testing.T) {
 		{SheetPoints, 5, "SOR", CodeBadCode},
 	})
 }
+
+// batchRefuser refuses the second change as the registry Writer does.
+type batchRefuser struct{ *memRegistry }
+
+func (b batchRefuser) Write(ctx context.Context, cs ...registry.Change) error {
+	return &registry.BatchError{Index: 1, Key: cs[1].Key, Err: &registry.Error{Code: registry.CodeUnknownEntity, Field: "system", Message: "gone meanwhile"}}
+}
+
+// TestImportWriterRefusal: a refusal of the Writer's own checks (the
+// registry changed between validation and write) names the row.
+func TestImportWriterRefusal(t *testing.T) {
+	r := baseRegistry()
+	im, _ := NewImporter(r, batchRefuser{r}, DefaultLimits())
+	data := xlsx(t, map[string][][]string{SheetPoints: {pointHeader, point("p1", "", "A"), point("p2", "", "B", "Modtagersystem", "sysA")}})
+	_, err := im.Import(context.Background(), orgA, "ann", data, "", false)
+	sameErrors(t, importErrors(t, err), []wantErr{{SheetPoints, 3, "Modtagersystem", CodeRegistryInvalid}})
+}
