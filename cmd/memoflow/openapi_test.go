@@ -47,7 +47,7 @@ func apiApp(t *testing.T) (*app, string) {
 	cmd := &cobra.Command{Use: "run"}
 	cfg := bindConfig(cmd)
 	if err := cmd.ParseFlags([]string{"--var-dir", dir, "--broker-port", "0", "--clickhouse-addr", chcfg.Addr,
-		"--clickhouse-database", db, "--log-level", "error"}); err != nil {
+		"--clickhouse-database", db, "--log-level", "error", "--recall-wait", "100ms"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := loadConfig(cmd, cfg); err != nil {
@@ -370,6 +370,14 @@ func TestOpenAPIResponses(t *testing.T) {
 		{name: "printable proof", method: "GET", path: "/apis/v1/events/{messageUUID}/proof", url: "/apis/v1/events/" + msg + "/proof?format=html", token: admin, wantStatus: 200, checkRequest: true},
 		{name: "proof of an unknown message", method: "GET", path: "/apis/v1/events/{messageUUID}/proof", url: "/apis/v1/events/7e0f0000-0000-4000-8000-000000000000/proof", token: admin, wantStatus: 404, checkRequest: true},
 		{name: "statistics", method: "GET", path: "/apis/v1/statistics", url: "/apis/v1/statistics?dimensions=day,tag", token: admin, wantStatus: 200, checkRequest: true},
+		{name: "recall (undecided: no schedule stage runs here)", method: "POST", path: "/apis/v1/memos/{messageUUID}/recall", url: "/apis/v1/memos/" + oneUUID + "/recall", token: sender, wantStatus: 202, checkRequest: true},
+		{name: "recall by DELETE", method: "DELETE", path: "/apis/v1/memos/{messageUUID}", url: "/apis/v1/memos/" + oneUUID, token: sender, wantStatus: 202, checkRequest: true},
+		{name: "recall, bad uuid", method: "POST", path: "/apis/v1/memos/{messageUUID}/recall", url: "/apis/v1/memos/nope/recall", token: sender, wantStatus: 400, checkRequest: true},
+		{name: "pull as a sender", method: "GET", path: "/apis/v1/memos/", url: "/apis/v1/memos/", token: sender, wantStatus: 403, checkRequest: true},
+		{name: "admin: organisations", method: "GET", path: "/apis/v1/admin/organisations", url: "/apis/v1/admin/organisations", token: admin, wantStatus: 200, checkRequest: true},
+		{name: "admin: no token", method: "GET", path: "/apis/v1/admin/organisations", url: "/apis/v1/admin/organisations", wantStatus: 401},
+		{name: "admin: another organisation", method: "GET", path: "/apis/v1/admin/organisations/{org}", url: "/apis/v1/admin/organisations/99999999", token: admin, wantStatus: 403, checkRequest: true},
+		{name: "admin: operators only", method: "GET", path: "/apis/v1/admin/systems", url: "/apis/v1/admin/systems", token: admin, wantStatus: 403, checkRequest: true},
 		{name: "statistics of another organisation", method: "GET", path: "/apis/v1/statistics", url: "/apis/v1/statistics?senderOrganisation=99999999", token: admin, wantStatus: 403, checkRequest: true},
 	} {
 		t.Run(x.name, func(t *testing.T) { x.run(t, doc, a.http.Mux) })
