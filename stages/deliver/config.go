@@ -121,12 +121,18 @@ func (c *Config) Validate() error {
 // RetryTopicPrefix names the delay topics: memo.retry.<gap>.
 const RetryTopicPrefix = "memo.retry."
 
-// RetryTopics returns the delay topics of the schedule, one per distinct
-// gap between neighbouring attempts. Every record of one topic waits the
+// HoldTopic holds first attempts route scheduled for later (NemSMS is not
+// sent between 18:00 and 08:00: route sets NextAttemptMs to the next 08:00).
+// Records written during one night share one due time, so this topic's
+// partitions also fall due in order.
+const HoldTopic = RetryTopicPrefix + "hold"
+
+// RetryTopics returns the delay topics: the hold topic, then the
+// schedule's, one per distinct gap between neighbouring attempts. Every record of one topic waits the
 // same time, so a partition's records become due in the order they were
 // written and its consumer only ever waits for the head.
 func (c *Config) RetryTopics() []string {
-	var out []string
+	out := []string{HoldTopic}
 	for i := range c.Schedule {
 		t := RetryTopicPrefix + durName(c.gap(i))
 		if !slices.Contains(out, t) {

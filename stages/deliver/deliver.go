@@ -583,8 +583,18 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	for i, r := range bad {
 		b.Reject(r, pipeline.Poison(CodeMalformed, errs[i]))
 	}
-	s.d.run(ctx, items)
+	// First attempts route scheduled for later wait in the hold topic.
+	now := s.d.now().UnixMilli()
+	due := items[:0:0]
 	for _, it := range items {
+		if it.env.Attempt == 0 && it.env.NextAttemptMs > now {
+			it.out = append(it.out, &kgo.Record{Topic: HoldTopic, Key: []byte(it.env.Destination), Value: it.rec.Value})
+			continue
+		}
+		due = append(due, it)
+	}
+	s.d.run(ctx, due)
+	for _, it := range due {
 		if it.err != nil {
 			return pipeline.Transient(it.err)
 		}

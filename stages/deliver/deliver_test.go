@@ -248,3 +248,37 @@ func TestSlowSystemDoesNotDelayOthers(t *testing.T) {
 		t.Fatalf("batch took %v: the circuit did not open", all)
 	}
 }
+
+// TestHold: a first attempt route scheduled for later (NemSMS at night)
+// goes to the hold topic unchanged, and is delivered when due.
+func TestHold(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{})
+	sys := pushSystem("sms", base)
+	clk := newClock(t0)
+	d, err := NewDeliverer(testConfig(), NewStaticSystems(sys), testPseudo(t), WithClock(clk.now), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv(1, "sms")
+	e.NextAttemptMs = t0.Add(11 * time.Hour).UnixMilli()
+	b := &pipeline.Batch{Records: []*kgo.Record{envRecord(pipeline.TopicRouted, e)}}
+	if err := NewSink(d).Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.Outputs()
+	if len(out) != 1 || out[0].Topic != HoldTopic || sim.Stats().Attempts != 0 {
+		t.Fatalf("held message: outputs %v, calls %d", out, sim.Stats().Attempts)
+	}
+	if !slices.Contains(d.cfg.RetryTopics(), HoldTopic) {
+		t.Fatal("the retry consumer does not read the hold topic")
+	}
+	items, _, _ := decodeItems(out)
+	if items[0].env.MessageUUID != e.MessageUUID || items[0].env.NextAttemptMs != e.NextAttemptMs {
+		t.Fatal("the held record is not the routed one")
+	}
+	clk.set(time.UnixMilli(e.NextAttemptMs))
+	d.run(context.Background(), items)
+	if sim.Accepted("sms") != 1 {
+		t.Fatal("not delivered when due")
+	}
+}
