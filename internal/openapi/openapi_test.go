@@ -24,6 +24,7 @@ import (
 	"github.com/memoflow/memoflow/stages/ingest"
 	"github.com/memoflow/memoflow/stages/ingest/archive"
 	"github.com/memoflow/memoflow/stages/receipts"
+	"github.com/memoflow/memoflow/stages/schedule"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the error-code enums of openapi.json from the Go code tables, and docs/openapi.json from openapi.json")
@@ -95,8 +96,13 @@ func enumCodes() map[string][]string {
 	for _, c := range admin.Codes {
 		ad = append(ad, c.Code)
 	}
+	var rcl []string
+	for _, c := range schedule.Codes {
+		rcl = append(rcl, c.Code)
+	}
 	return map[string][]string{
 		"AdminErrorCode":      ad,
+		"RecallErrorCode":     rcl,
 		"AuthErrorCode":       {auth.CodeMissing, auth.CodeMalformed, auth.CodeInvalid, auth.CodeForbidden, auth.CodeCertMismatch},
 		"IngestErrorCode":     ing,
 		"ReceiptsErrorCode":   rc,
@@ -132,6 +138,9 @@ func codeStatuses() map[string][]int {
 	}
 	for _, c := range admin.Codes {
 		add("admin", c.Status)
+	}
+	for _, c := range schedule.Codes {
+		add("sender", c.Status) // the recall API is the sender's
 	}
 	return st
 }
