@@ -197,9 +197,6 @@ func loadSpec(t *testing.T) *openapi3.T {
 // its path and operation to internal/openapi/openapi.json (then go test
 // ./internal/openapi -update-docs copies it to docs/). Nothing else.
 func TestOpenAPIRoutes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds every API stage against ClickHouse and Kafka; skipped in -short mode")
-	}
 	a, _ := apiApp(t)
 	mux := a.http.Mux
 	doc := loadSpec(t)
@@ -268,9 +265,6 @@ func init() {
 }
 
 func TestOpenAPIResponses(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds every API stage against ClickHouse and Kafka; skipped in -short mode")
-	}
 	a, db := apiApp(t)
 	doc := loadSpec(t)
 	ctx := context.Background()
