@@ -601,3 +601,18 @@ func TestImportWriterRefusal(t *testing.T) {
 	_, err := im.Import(context.Background(), orgA, "ann", data, "", false)
 	sameErrors(t, importErrors(t, err), []wantErr{{SheetPoints, 3, "Modtagersystem", CodeRegistryInvalid}})
 }
+
+func TestHasFormulaElement(t *testing.T) {
+	for s, want := range map[string]bool{
+		`<c r="A1"><f>SUM(A2)</f><v>1</v></c>`:             true,
+		`<c r="A1"><f t="shared" ref="A1:A3" si="0"/></c>`: true,
+		`<x:c><x:f>1+1</x:f></x:c>`:                        true,
+		`<c r="A1" t="s"><v>0</v></c><font/><fill>`:        false,
+		`<c><is><t>&lt;f&gt; is text</t></is></c>`:         false,
+		``: false, `<`: false, `<f`: true,
+	} {
+		if got := hasFormulaElement([]byte(s)); got != want {
+			t.Errorf("%q: %v, want %v", s, got, want)
+		}
+	}
+}

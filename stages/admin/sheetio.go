@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -245,9 +244,30 @@ func readXLSXSheet(f *excelize.File, name, canon string, lim Limits, formulas bo
 	return t, errs
 }
 
-// reFormula finds a formula element (<f>, <f t="shared" .../>, or with a
-// namespace prefix) in worksheet XML.
-var reFormula = regexp.MustCompile(`<([A-Za-z0-9_]+:)?f[\s>/]`)
+// hasFormulaElement reports whether worksheet XML has a formula element
+// (<f>, <f t="shared" .../>, or with a namespace prefix, x:f). It looks at
+// every element name: a hand loop, several times faster than a regexp on
+// the megabytes of a full sheet.
+func hasFormulaElement(b []byte) bool {
+	for {
+		i := bytes.IndexByte(b, '<')
+		if i < 0 {
+			return false
+		}
+		b = b[i+1:]
+		j := 0
+		for j < len(b) && b[j] != ' ' && b[j] != '>' && b[j] != '/' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+			j++
+		}
+		name := b[:j]
+		if k := bytes.LastIndexByte(name, ':'); k >= 0 {
+			name = name[k+1:]
+		}
+		if len(name) == 1 && name[0] == 'f' {
+			return true
+		}
+	}
+}
 
 // hasFormulas reports whether any worksheet part holds a formula. Most
 // sheets hold none, and then the per-cell formula look-up (which makes
@@ -266,7 +286,7 @@ func hasFormulas(zr *zip.Reader, lim Limits) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if reFormula.Match(b) {
+		if hasFormulaElement(b) {
 			return true, nil
 		}
 	}
