@@ -62,6 +62,16 @@ func mountRecall(a *app, tokens auth.Store, prod *kgo.Client) error {
 		return usageErr(err)
 	}
 	a.closers = append(a.closers, api.Close)
+	if _, shared := lookupStage("pull-api"); shared {
+		// The REST-pull API (stages/deliver) registers DELETE
+		// /apis/v1/memos/{id} for recipient systems on the same mux, and
+		// a ServeMux takes one handler per pattern. Until both mount
+		// schedule.DispatchDelete (senders → recall, recipient systems →
+		// pull), senders recall with POST /apis/v1/memos/{uuid}/recall.
+		api.RegisterShared(a.http.Mux)
+		a.log.Debug("recall: DELETE /apis/v1/memos/{id} is the pull API's in this binary; recall is POST /apis/v1/memos/{uuid}/recall")
+		return nil
+	}
 	api.Register(a.http.Mux)
 	return nil
 }

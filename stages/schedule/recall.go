@@ -70,10 +70,48 @@ func (a *API) Close() { a.results.close() }
 
 // Register mounts the endpoints (beside ingest's POST /apis/v1/memos/).
 func (a *API) Register(mux *http.ServeMux) {
-	rc := auth.Require(a.tokens, http.HandlerFunc(a.recall), auth.RoleSender)
-	mux.Handle("DELETE /apis/v1/memos/{messageUUID}", rc)
-	mux.Handle("POST /apis/v1/memos/{messageUUID}/recall", rc)
+	a.RegisterShared(mux)
+	mux.Handle("DELETE /apis/v1/memos/{messageUUID}", a.RecallHandler())
+}
+
+// RegisterShared mounts POST /apis/v1/memos/{messageUUID}/recall and the
+// status URL, but not DELETE /apis/v1/memos/{messageUUID}: a process that
+// also serves the REST-pull API (DELETE /apis/v1/memos/{id} for recipient
+// systems) mounts one DispatchDelete for both.
+func (a *API) RegisterShared(mux *http.ServeMux) {
+	mux.Handle("POST /apis/v1/memos/{messageUUID}/recall", a.RecallHandler())
 	mux.Handle("GET /apis/v1/memos/{messageUUID}/recall/{requestID}", auth.Require(a.tokens, http.HandlerFunc(a.status), auth.RoleSender))
+}
+
+// RecallHandler is the recall (role sender; the path value messageUUID).
+func (a *API) RecallHandler() http.Handler {
+	return auth.Require(a.tokens, http.HandlerFunc(a.recall), auth.RoleSender)
+}
+
+// DispatchDelete serves DELETE /apis/v1/memos/{id} where two APIs share the
+// path: a sender's call is a recall (the path value is read as
+// messageUUID), a recipient system's goes to pull (deleting a fetched
+// message). A principal with both roles is a recipient system here: the
+// pull API's DELETE is the one NgDP defines. Others get 401/403.
+func DispatchDelete(tokens auth.Store, recall, pull http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := auth.Authenticate(tokens, r)
+		if err != nil {
+			auth.WriteError(w, err)
+			return
+		}
+		switch {
+		case p.Has(auth.RoleRecipientSystem) && pull != nil:
+			pull.ServeHTTP(w, r)
+		case p.Has(auth.RoleSender):
+			if r.PathValue("messageUUID") == "" {
+				r.SetPathValue("messageUUID", r.PathValue("id"))
+			}
+			recall.ServeHTTP(w, r)
+		default:
+			auth.WriteError(w, &auth.Error{Status: http.StatusForbidden, Code: auth.CodeForbidden, Message: "this needs one of the roles sender, recipient-system"})
+		}
+	})
 }
 
 // answer is the body of every recall answer: the outcome, or an NgDP

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/internal/auth"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/events"
 )
@@ -334,5 +336,64 @@ func TestNewNeedsDirAndPseudonymizer(t *testing.T) {
 	cfg.Dir = t.TempDir()
 	if _, err := New(cfg, nil, nil); err == nil {
 		t.Fatal("New without a Pseudonymizer succeeded")
+	}
+}
+
+// Where the REST-pull API shares DELETE /apis/v1/memos/{id}, the
+// dispatcher sends senders to recall and recipient systems to pull.
+func TestDispatchDelete(t *testing.T) {
+	h := newHarness(t, 1, cph(2026, time.June, 1, 9, 0))
+	store := auth.NewMemStore()
+	tok := map[string]string{}
+	for name, roles := range map[string][]auth.Role{
+		"sender": {auth.RoleSender}, "recipient": {auth.RoleRecipientSystem}, "admin": {auth.RoleSystemAdmin},
+	} {
+		tok[name] = auth.NewToken()
+		store.Put(auth.HashToken(tok[name]), &auth.Principal{ID: name, Org: "11111111", Roles: roles})
+	}
+	prod, err := kgo.NewClient(h.opts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	api, err := NewAPI(store, prod, h.opts(), APIConfig{Wait: time.Second, MaxResults: 10}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer api.Close()
+	pulled := ""
+	pull := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pulled = r.PathValue("id")
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux := http.NewServeMux()
+	api.RegisterShared(mux)
+	mux.Handle("DELETE /apis/v1/memos/{id}", DispatchDelete(store, api.RecallHandler(), pull))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	del := func(who, id string) (int, string) {
+		req, _ := http.NewRequest(http.MethodDelete, srv.URL+"/apis/v1/memos/"+id, nil)
+		if who != "" {
+			req.Header.Set("Authorization", "Bearer "+tok[who])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := del("sender", "bad"); code != http.StatusBadRequest || !strings.Contains(body, CodeRecallBadUUID) {
+		t.Fatalf("sender: %d %s, want the recall API's 400", code, body)
+	}
+	if code, _ := del("recipient", "m-42"); code != http.StatusNoContent || pulled != "m-42" {
+		t.Fatalf("recipient system: %d, pulled %q", code, pulled)
+	}
+	if code, body := del("admin", "m-42"); code != http.StatusForbidden || !strings.Contains(body, auth.CodeForbidden) {
+		t.Fatalf("admin: %d %s", code, body)
+	}
+	if code, _ := del("", "m-42"); code != http.StatusUnauthorized {
+		t.Fatalf("no token: %d", code)
 	}
 }
