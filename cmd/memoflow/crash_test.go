@@ -401,7 +401,7 @@ func checkExact(t *testing.T, conn driver.Conn, db string, records int, mvExact 
 // several times while it inserts large batches and restarted each time;
 // at the end ClickHouse holds exactly one row per event.
 func TestEventLogSIGKILL(t *testing.T) {
-	records, kills := 100_000, 4 // 300,000 events in batches of 90,000 rows
+	records, kills := 100_000, 4 // 300,000 events
 	if testing.Short() {
 		records, kills = 20_000, 1
 	}
