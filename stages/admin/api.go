@@ -334,14 +334,19 @@ func actor(p *auth.Principal) string        { return p.ID }
 func notFound(what, id string) *Error {
 	return errorf(CodeNotFound, "no %s %s in this organisation", what, id)
 }
-func created(existed bool) int {
-	return map[bool]int{false: http.StatusCreated, true: http.StatusOK}[existed]
-}
 func idOf(r *http.Request) string             { return r.PathValue("id") }
 func orgOf(r *http.Request) string            { return r.PathValue("org") }
 func noContent(w http.ResponseWriter)         { w.WriteHeader(http.StatusNoContent) }
 func isOp(p *auth.Principal) bool             { return p.Has(auth.RoleOperator) }
 func (a *API) get(key string) registry.Entity { e, _ := a.reader.Get(key); return e }
+
+// created is a PUT's status: 201 for a new entity, 200 for a replaced one.
+func created(existed bool) int {
+	if existed {
+		return http.StatusOK
+	}
+	return http.StatusCreated
+}
 
 // checkPathID: a body id, when given, must be the path's.
 func checkPathID(body, path, field string) error {
