@@ -32,6 +32,10 @@ const (
 	TopicBlobsDone = "memo.blobs.done" // claim-check blobs no longer needed, key blob key (deliver → blobgc)
 )
 
+// TopicReceiptPush queues receipts for sender systems' receipt endpoints
+// (receipts → receipt-push); failed POSTs wait in TopicReceiptPush+".retry".
+const TopicReceiptPush = "memo.receipts.push"
+
 // TopicSpec is one entry of the catalogue.
 type TopicSpec struct {
 	Name string
@@ -59,6 +63,8 @@ var Catalogue = []TopicSpec{
 	{Name: TopicDedup, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "messageUUID → first verdict: the idempotency window (same partitioning as memo.ingest)"},
 	{Name: TopicOutbox, Compacted: true, Purpose: "post waiting for pickup by recipient systems (pull, publish/subscribe, deactivated); tombstoned after pickup and receipt"},
 	{Name: TopicNotify, Purpose: "notifications for recipient systems' contact persons (redelivery given up, deactivation)"},
+	{Name: TopicReceiptPush, Purpose: "receipts to POST to sender systems' receipt endpoints"},
+	{Name: TopicReceiptPush + ".retry", Purpose: "receipt POSTs that failed, due again after one constant gap"},
 	{Name: TopicSchedule, Retention: 7 * 24 * time.Hour, Purpose: "recall commands (key messageUUID) and release ticks for the schedule stage, partitioned like memo.valid"},
 	{Name: TopicBlobsDone, Purpose: "claim-check blobs whose message reached a final state; blobgc deletes them"},
 	{Name: TopicRecalls, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "recall outcomes by request id, read by the recall API"},

@@ -100,6 +100,35 @@ func init() {
 				return nil
 			},
 		},
+		stageDef{
+			name: "receipt-push",
+			help: "POSTs receipts to sender systems' receipt endpoints from memo.receipts.push, retrying every 5 minutes for a day",
+			// Not a pipeline stage: a delay consumer (group
+			// memoflow-receipt-push) that runs until the process stops.
+			api: func(ctx context.Context, a *app) error {
+				view, err := a.deliverRegistry(ctx)
+				if err != nil {
+					return err
+				}
+				opts, err := a.cfg.Kafka.ClientOpts()
+				if err != nil {
+					return usageErr(err)
+				}
+				log := a.log.With("stage", "receipt-push")
+				c, err := deliver.NewReceiptPushConsumer(deliver.DefaultReceiptPushConfig(), &deliver.RegistrySenders{View: view},
+					append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-receipt-push")), "memoflow-receipt-push", nil, time.Now, log)
+				if err != nil {
+					return err
+				}
+				go func() {
+					if err := c.Run(ctx); err != nil {
+						log.Error("receipt push stopped", "err", err)
+					}
+				}()
+				a.closers = append(a.closers, c.Close)
+				return nil
+			},
+		},
 	)
 }
 

@@ -29,7 +29,8 @@ type rig struct {
 
 func newRig(t testing.TB, cfg Config) *rig {
 	t.Helper()
-	topics := append([]string{pipeline.TopicRouted, pipeline.TopicEvents, pipeline.TopicReceipts, pipeline.TopicDLQ, TopicOutbox, TopicNotify}, cfg.RetryTopics()...)
+	topics := append([]string{pipeline.TopicRouted, pipeline.TopicEvents, pipeline.TopicReceipts, pipeline.TopicDLQ, TopicOutbox, TopicNotify,
+		TopicReceiptPush, TopicReceiptPushRetry}, cfg.RetryTopics()...)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topics...))
 	if err != nil {
 		t.Fatal(err)

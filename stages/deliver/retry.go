@@ -22,14 +22,36 @@ import (
 // retry, events, receipt) is acknowledged by Kafka, so the schedule
 // survives restarts.
 type RetryConsumer struct {
-	d      *Deliverer
-	cl     *kgo.Client
-	log    *slog.Logger
-	topics []string
+	h         delayHandler
+	now       func() time.Time
+	maxIdle   time.Duration
+	poll      int
+	heldGauge prometheusGauge
+	cl        *kgo.Client
+	log       *slog.Logger
+	topics    []string
 
 	mu   sync.Mutex
 	held map[tp][]*kgo.Record
 }
+
+// delayHandler is what a RetryConsumer does with its records: when each
+// falls due, and what follows from the due ones (produced before their
+// offsets commit).
+type delayHandler interface {
+	dueAt(r *kgo.Record) int64
+	handle(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error)
+}
+
+type prometheusGauge interface{ Set(float64) }
+
+// deliveries is the delayHandler of the redelivery schedule.
+type deliveries struct {
+	d   *Deliverer
+	log *slog.Logger
+}
+
+func (deliveries) dueAt(r *kgo.Record) int64 { return dueAt(r) }
 
 type tp struct {
 	topic string
@@ -39,7 +61,12 @@ type tp struct {
 // NewRetryConsumer returns a consumer of d's delay topics in group; opts
 // carry the brokers and security settings.
 func NewRetryConsumer(d *Deliverer, opts []kgo.Opt, group string) (*RetryConsumer, error) {
-	rc := &RetryConsumer{d: d, log: d.log.With("component", "deliver-retry"), topics: d.cfg.RetryTopics(), held: map[tp][]*kgo.Record{}}
+	log := d.log.With("component", "deliver-retry")
+	return newDelayConsumer(deliveries{d, log}, d.cfg.RetryTopics(), opts, group, d.now, d.cfg.MaxIdle, d.cfg.RetryPollRecords, d.metrics.retryWaiting, log)
+}
+
+func newDelayConsumer(h delayHandler, topics []string, opts []kgo.Opt, group string, now func() time.Time, maxIdle time.Duration, poll int, held prometheusGauge, log *slog.Logger) (*RetryConsumer, error) {
+	rc := &RetryConsumer{h: h, now: now, maxIdle: maxIdle, poll: poll, heldGauge: held, log: log, topics: topics, held: map[tp][]*kgo.Record{}}
 	lost := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { rc.forget(m) }
 	cl, err := kgo.NewClient(append(opts,
 		kgo.ConsumerGroup(group),
@@ -91,14 +118,14 @@ func (rc *RetryConsumer) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		due, wake := rc.takeDue()
 		if len(due) == 0 {
-			wait := rc.d.cfg.MaxIdle
+			wait := rc.maxIdle
 			if wake > 0 {
-				if w := time.Duration(wake-rc.d.now().UnixMilli()) * time.Millisecond; w < wait {
+				if w := time.Duration(wake-rc.now().UnixMilli()) * time.Millisecond; w < wait {
 					wait = max(w, time.Millisecond)
 				}
 			}
 			pctx, cancel := context.WithTimeout(ctx, wait)
-			f := rc.cl.PollRecords(pctx, rc.d.cfg.RetryPollRecords)
+			f := rc.cl.PollRecords(pctx, rc.poll)
 			cancel()
 			if f.IsClientClosed() {
 				return nil
@@ -126,13 +153,13 @@ func (rc *RetryConsumer) Run(ctx context.Context) error {
 // takeDue returns held records that are due now (resuming partitions
 // whose held records are all taken) and the earliest due time still held.
 func (rc *RetryConsumer) takeDue() (due []*kgo.Record, wake int64) {
-	now := rc.d.now().UnixMilli()
+	now := rc.now().UnixMilli()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	resume := map[string][]int32{}
 	for k, recs := range rc.held {
 		i := 0
-		for i < len(recs) && dueAt(recs[i]) <= now {
+		for i < len(recs) && rc.h.dueAt(recs[i]) <= now {
 			i++
 		}
 		due = append(due, recs[:i]...)
@@ -142,14 +169,14 @@ func (rc *RetryConsumer) takeDue() (due []*kgo.Record, wake int64) {
 			continue
 		}
 		rc.held[k] = recs[i:]
-		if w := dueAt(recs[i]); wake == 0 || w < wake {
+		if w := rc.h.dueAt(recs[i]); wake == 0 || w < wake {
 			wake = w
 		}
 	}
 	if len(resume) > 0 {
 		rc.cl.ResumeFetchPartitions(resume)
 	}
-	rc.d.metrics.retryWaiting.Set(float64(rc.heldLocked()))
+	rc.heldGauge.Set(float64(rc.heldLocked()))
 	return due, wake
 }
 
@@ -164,14 +191,14 @@ func (rc *RetryConsumer) heldLocked() int {
 // split returns the polled records that are due and holds the rest,
 // pausing their partitions.
 func (rc *RetryConsumer) split(f kgo.Fetches) (due []*kgo.Record) {
-	now := rc.d.now().UnixMilli()
+	now := rc.now().UnixMilli()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	pause := map[string][]int32{}
 	f.EachPartition(func(p kgo.FetchTopicPartition) {
 		k := tp{p.Topic, p.Partition}
 		for i, r := range p.Records {
-			if len(rc.held[k]) > 0 || dueAt(r) > now {
+			if len(rc.held[k]) > 0 || rc.h.dueAt(r) > now {
 				rc.held[k] = append(rc.held[k], p.Records[i:]...)
 				pause[p.Topic] = append(pause[p.Topic], p.Partition)
 				return
@@ -185,31 +212,18 @@ func (rc *RetryConsumer) split(f kgo.Fetches) (due []*kgo.Record) {
 	return due
 }
 
-// process delivers due records, produces what follows and commits their
-// offsets. A crash between the produce and the commit delivers these
-// records again, with the same idempotency key: only a push whose outcome
-// was not yet committed is ever repeated.
+// process hands due records to the handler, produces what follows and
+// commits their offsets. A crash between the produce and the commit
+// processes these records again: for deliveries, only a push whose outcome
+// was not yet committed is ever repeated, with the same idempotency key.
 func (rc *RetryConsumer) process(ctx context.Context, recs []*kgo.Record) error {
-	items, bad, errs := decodeItems(recs)
-	for i, r := range bad {
-		// Not an envelope: nothing can deliver it. Logged and skipped
-		// (committed), so it never blocks the partition.
-		rc.log.Error("retry consumer: malformed record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "code", CodeMalformed, "err", errs[i])
-	}
-	for _, it := range items {
-		it.retry = true
-	}
-	rc.d.run(ctx, items)
-	var out []*kgo.Record
-	for _, it := range items {
-		if it.err != nil {
-			return it.err
-		}
-		out = append(out, it.out...)
+	out, err := rc.h.handle(ctx, recs)
+	if err != nil {
+		return err
 	}
 	if len(out) > 0 {
 		if err := rc.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-			return fmt.Errorf("deliver: retry outcomes: %w", err)
+			return fmt.Errorf("deliver: delayed outcomes: %w", err)
 		}
 	}
 	offs := map[string]map[int32]kgo.EpochOffset{}
@@ -240,4 +254,22 @@ func (rc *RetryConsumer) process(ctx context.Context, recs []*kgo.Record) error 
 		rc.log.Warn("retry consumer: commit failed", "err", cerr)
 	}
 	return nil
+}
+
+func (h deliveries) handle(ctx context.Context, recs []*kgo.Record) ([]*kgo.Record, error) {
+	items, bad, errs := decodeItems(recs)
+	for i, r := range bad {
+		// Not an envelope: nothing can deliver it. Logged and skipped
+		// (committed), so it never blocks the partition.
+		h.log.Error("retry consumer: malformed record skipped", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "code", CodeMalformed, "err", errs[i])
+	}
+	h.d.run(ctx, items)
+	var out []*kgo.Record
+	for _, it := range items {
+		if it.err != nil {
+			return nil, it.err
+		}
+		out = append(out, it.out...)
+	}
+	return out, nil
 }
