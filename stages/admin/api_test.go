@@ -357,6 +357,11 @@ func TestTokens(t *testing.T) {
 	if s := e.view.SenderSystem("sndA"); !slices.Equal(s.TokenSHA256, hashes) {
 		t.Fatalf("stored hashes %v, want %v", s.TokenSHA256, hashes)
 	}
+	// An issued token authenticates the sender system through the registry.
+	rt := &RegistryTokens{Reader: e.view}
+	if p, ok := rt.Lookup(hashes[0]); !ok || p.ID != "sndA" || p.Org != orgA {
+		t.Fatalf("issued token does not authenticate: %+v %v", p, ok)
+	}
 	// The system admin's PUT keeps the tokens; GET never shows them.
 	if a := e.do("sysA", "PUT", "/organisations/"+orgA+"/sender-systems/sndA", SenderSystemJSON{Name: "Renamed", Active: true}); a.status != 200 || bytes.Contains(a.body, []byte(hashes[0])) {
 		t.Fatalf("put: %d %s", a.status, a.body)
