@@ -573,12 +573,13 @@ func TestImportTooLong(t *testing.T) {
 		point("p2", "", "ok", "Søgeord", many),
 		point("p3", "", "ok", "Informationsfelt 1 titel", "t", "Informationsfelt 1 tekst", strings.Repeat("y", 4001)),
 		point("p4", "", strings.Repeat("z", 300), "KLE", "x", "SOR", "1234567890123456789"), // three faults, all reported
+		point("p5", "", strings.Repeat("n", 256), "Informationsfelt 2 titel", strings.Repeat("t", 256), "Informationsfelt 2 tekst", strings.Repeat("y", 4000)), // at the limits: fine
 	}})
 	_, err := newTestImporter(t, r).Import(context.Background(), orgA, "ann", data, "", false)
 	sameErrors(t, importErrors(t, err), []wantErr{
 		{SheetPoints, 2, "Navn", CodeTooLong},
 		{SheetPoints, 3, "Søgeord", CodeTooLong},
-		{SheetPoints, 4, "Informationsfelt 1 titel", CodeTooLong},
+		{SheetPoints, 4, "Informationsfelt 1 tekst", CodeTooLong},
 		{SheetPoints, 5, "Navn", CodeTooLong},
 		{SheetPoints, 5, "KLE", CodeBadCode},
 		{SheetPoints, 5, "SOR", CodeBadCode},
@@ -614,5 +615,16 @@ func TestHasFormulaElement(t *testing.T) {
 		if got := hasFormulaElement([]byte(s)); got != want {
 			t.Errorf("%q: %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestImportEmptySheet: an empty sheet (no header, no rows) is no error;
+// the other sheet imports.
+func TestImportEmptySheet(t *testing.T) {
+	r := baseRegistry()
+	data := xlsx(t, map[string][][]string{SheetGroups: {}, SheetPoints: {pointHeader, point("p1", "", "Pas")}})
+	res, err := newTestImporter(t, r).Import(context.Background(), orgA, "ann", data, "", false)
+	if err != nil || res.Points.Created != 1 || res.Groups.Rows != 0 {
+		t.Fatalf("%+v %v", res, err)
 	}
 }

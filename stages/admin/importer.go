@@ -253,6 +253,9 @@ func (im *Importer) plan(org string, data []byte, format Format) (*Result, error
 
 // parseSheet turns a sheet's rows into entities of organisation org.
 func parseSheet(t *table, cols []column, org string, group bool) ([]*parsedRow, []RowError) {
+	if isBlank(t.header) && len(t.rows) == 0 {
+		return nil, nil // an empty sheet: nothing of this kind to import
+	}
 	idx, _, errs := headerIndex(t.sheet, t.header, cols)
 	if len(errs) > 0 {
 		return nil, errs // the rows cannot be read without their columns

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -153,6 +154,13 @@ func listColumn(header string, aliases []string, field, doc string, ptr func(*re
 		set: func(e entityRow, v string) *cellErr { *ptr(e.p) = splitList(v); return nil }}
 }
 
+// Information-field limits, as schemas/registry checks them (its
+// constants are unexported).
+const (
+	maxInfoTitle = 256
+	maxInfoText  = 4000
+)
+
 // info fields: the sheet has two title/text pairs; the entity a list of
 // at most two. A text without a title is an error; two empty cells are no
 // field.
@@ -179,6 +187,14 @@ func infoColumn(n int, title bool) column {
 	c.set = func(e entityRow, v string) *cellErr {
 		if v == "" {
 			return nil
+		}
+		// The model refuses these too, but for the list as a whole; here
+		// the error names the very cell.
+		if title && len(v) > maxInfoTitle {
+			return &cellErr{CodeTooLong, fmt.Sprintf("the title is %d bytes; at most %d", len(v), maxInfoTitle)}
+		}
+		if !title && len(v) > maxInfoText {
+			return &cellErr{CodeTooLong, fmt.Sprintf("the text is %d bytes; at most %d", len(v), maxInfoText)}
 		}
 		for len(e.p.Info) < n {
 			e.p.Info = append(e.p.Info, registry.InfoField{})
