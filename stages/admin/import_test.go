@@ -628,3 +628,25 @@ func TestImportEmptySheet(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 }
+
+// TestImportTypedCells: cells Excel stores as numbers or booleans read as
+// their digits and as yes/no (an EAN typed as a number is not 5.798E+12).
+func TestImportTypedCells(t *testing.T) {
+	r := baseRegistry()
+	data := xlsx(t, map[string][][]string{SheetPoints: {pointHeader, point("p1", "", "Pas")}})
+	f, _ := excelize.OpenReader(bytes.NewReader(data))
+	f.SetCellInt(SheetPoints, "G2", 5798000000001) // EAN/GLN
+	f.SetCellInt(SheetPoints, "H2", 123456)        // SOR
+	f.SetCellBool(SheetPoints, "I2", true)         // Synlig for borgere
+	f.SetCellBool(SheetPoints, "J2", false)        // Synlig for virksomheder
+	var buf bytes.Buffer
+	f.WriteTo(&buf)
+	if _, err := newTestImporter(t, r).Import(context.Background(), orgA, "ann", buf.Bytes(), "", false); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := r.Get("cp/p1")
+	p := e.(*registry.ContactPoint)
+	if !slices.Equal(p.EAN, []string{"5798000000001"}) || !slices.Equal(p.SOR, []string{"123456"}) || p.Visibility != registry.VisibleCitizens {
+		t.Fatalf("typed cells read as %+v", p)
+	}
+}
