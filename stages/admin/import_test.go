@@ -572,8 +572,10 @@ func TestImportTooLong(t *testing.T) {
 		point("p1", "", strings.Repeat("x", 257)),
 		point("p2", "", "ok", "Søgeord", many),
 		point("p3", "", "ok", "Informationsfelt 1 titel", "t", "Informationsfelt 1 tekst", strings.Repeat("y", 4001)),
-		point("p4", "", strings.Repeat("z", 300), "KLE", "x", "SOR", "1234567890123456789"),                                                                    // three faults, all reported
-		point("p5", "", strings.Repeat("n", 256), "Informationsfelt 2 titel", strings.Repeat("t", 256), "Informationsfelt 2 tekst", strings.Repeat("y", 4000)), // at the limits: fine
+		// three faults, all reported
+		point("p4", "", strings.Repeat("z", 300), "KLE", "x", "SOR", "1234567890123456789"),
+		// at the limits: fine
+		point("p5", "", strings.Repeat("n", 256), "Informationsfelt 2 titel", strings.Repeat("t", 256), "Informationsfelt 2 tekst", strings.Repeat("y", 4000)),
 	}})
 	_, err := newTestImporter(t, r).Import(context.Background(), orgA, "ann", data, "", false)
 	sameErrors(t, importErrors(t, err), []wantErr{
