@@ -385,8 +385,13 @@ func receipt(env *records.Envelope, status, code, msg string, now time.Time) *kg
 // delivered: the system took it. Event, business receipt COMPLETED.
 func (d *Deliverer) delivered(it *item, sys *System, now time.Time) {
 	tag := events.MemoSendSentToRecipientSystem
-	if sys.Mailbox {
+	switch sys.Kind {
+	case KindMailbox:
 		tag = events.MemoAvailableToRecipient
+	case KindSMS:
+		tag = events.NemSMSSentSuccessfully
+	case KindPrint:
+		tag = events.PhysicalLetterSent
 	}
 	ev := d.event(&it.env, tag, now)
 	ev.ReceiptStatus = records.StatusCompleted

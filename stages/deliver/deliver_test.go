@@ -1,7 +1,10 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/events"
+	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
 )
 
@@ -127,13 +131,17 @@ func TestDeliverOutcomes(t *testing.T) {
 	sim, base := simServer(t, recipientsim.Config{})
 	ok := pushSystem("ok", base)
 	mailbox := pushSystem("mailbox", base)
-	mailbox.Mailbox = true
+	mailbox.Kind = KindMailbox
+	sms := pushSystem("sms", base)
+	sms.Kind = KindSMS
+	pubsub := pushSystem("pubsub", base)
+	pubsub.Protocol = ProtoPubSub
 	pull := System{ID: "puller", Protocol: ProtoPull, Active: true}
 	off := pushSystem("off", base)
 	off.Active = false
 	neg, negBase := simServer(t, recipientsim.Config{NegativeRate: 1})
 	negSys := pushSystem("neg", negBase)
-	systems := NewStaticSystems(ok, mailbox, pull, off, negSys)
+	systems := NewStaticSystems(ok, mailbox, sms, pubsub, pull, off, negSys)
 	d, err := NewDeliverer(testConfig(), systems, testPseudo(t), WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +154,8 @@ func TestDeliverOutcomes(t *testing.T) {
 	}{
 		{"ok", []events.Tag{events.MemoSendSentToRecipientSystem, events.BusinessReceiptCreated}, records.StatusCompleted, ""},
 		{"mailbox", []events.Tag{events.MemoAvailableToRecipient, events.BusinessReceiptCreated}, records.StatusCompleted, ""},
+		{"sms", []events.Tag{events.NemSMSSentSuccessfully, events.BusinessReceiptCreated}, records.StatusCompleted, ""},
+		{"pubsub", []events.Tag{events.MemoSendReadyForFetch}, "", TopicOutbox},
 		{"puller", []events.Tag{events.MemoSendReadyForFetch}, "", TopicOutbox},
 		{"off", []events.Tag{events.MemoSendReadyForFetch}, "", TopicOutbox},
 		{"neg", []events.Tag{events.MemoSendSentToRecipientSystemFailed}, "", RetryTopicPrefix + "1h"},
@@ -174,8 +184,12 @@ func TestDeliverOutcomes(t *testing.T) {
 			}
 		})
 	}
-	if sim.Accepted("ok") != 1 || sim.Accepted("mailbox") != 1 || neg.Stats().Negative != 1 {
-		t.Fatalf("simulator: ok %d mailbox %d negative %d", sim.Accepted("ok"), sim.Accepted("mailbox"), neg.Stats().Negative)
+	// The publish/subscribe system got a notification, the pull and
+	// deactivated ones no call.
+	if sim.Accepted("ok") != 1 || sim.Accepted("mailbox") != 1 || sim.Accepted("pubsub") != 1 ||
+		sim.Accepted("off") != 0 || neg.Stats().Negative != 1 {
+		t.Fatalf("simulator: ok %d mailbox %d pubsub %d off %d negative %d", sim.Accepted("ok"), sim.Accepted("mailbox"),
+			sim.Accepted("pubsub"), sim.Accepted("off"), neg.Stats().Negative)
 	}
 }
 
@@ -280,5 +294,40 @@ func TestHold(t *testing.T) {
 	d.run(context.Background(), items)
 	if sim.Accepted("sms") != 1 {
 		t.Fatal("not delivered when due")
+	}
+}
+
+// TestDownConversion: a 1.2 MeMo goes to a 1.1 system as 1.1, to a 1.2
+// system byte for byte; the pull API fetch converts the same way.
+func TestDownConversion(t *testing.T) {
+	src, err := os.ReadFile("/work/shared/memo-samples/v1.2_MeMo_Full_Example.xml")
+	if err != nil {
+		t.Skip("sample not available:", err)
+	}
+	got, aerr := convert(src, 12, 11)
+	if aerr != nil {
+		t.Fatal(aerr)
+	}
+	if bytes.Equal(got, src) || !bytes.Contains(got, []byte(`memoSchVersion="1.1.0"`)) {
+		t.Fatalf("not converted to 1.1:\n%.300s", got)
+	}
+	// Schema-valid 1.1 (the sample breaks business rules of today's date
+	// and recipient; those are not the conversion's).
+	m, verrs := memo.Check(got, memo.ValidateOptions{})
+	if m == nil || m.Version != memo.Version11 {
+		t.Fatalf("converted message is not 1.1: %v", verrs)
+	}
+	for _, e := range verrs {
+		if !strings.HasPrefix(string(e.Code), "BUSINESS_") {
+			t.Fatalf("converted message does not validate as 1.1: %v", e)
+		}
+	}
+	for _, want := range []uint8{12} {
+		if same, _ := convert(src, 12, want); !bytes.Equal(same, src) {
+			t.Fatalf("want %d: altered", want)
+		}
+	}
+	if _, aerr := convert([]byte("<not-memo"), 12, 11); aerr == nil || aerr.Code != CodeTransformation || !errors.Is(aerr, ErrPermanent) {
+		t.Fatalf("broken 1.2 message: %v", aerr)
 	}
 }

@@ -30,8 +30,20 @@ func (r *RegistrySystems) System(id string) (System, bool) {
 	return System{
 		ID: s.ID, Org: s.Org, Protocol: Protocol(s.Protocol), Endpoint: s.Endpoint,
 		Credential: resolve(s.Credentials), WantVersion: s.MemoVersion, Active: !s.Deactivated,
-		Mailbox: s.SysKind == registry.SystemMailbox, Contact: s.Contact.Email,
+		Kind: kindOf(s.SysKind), Contact: s.Contact.Email,
 	}, true
+}
+
+func kindOf(k registry.SystemKind) Kind {
+	switch k {
+	case registry.SystemMailbox:
+		return KindMailbox
+	case registry.SystemSMS:
+		return KindSMS
+	case registry.SystemPrint:
+		return KindPrint
+	}
+	return KindRecipient
 }
 
 var fileSecrets sync.Map // path → string

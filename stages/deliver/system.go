@@ -65,12 +65,23 @@ type System struct {
 	WantVersion uint8
 	// Active is false for a deactivated system: its post waits for pickup.
 	Active bool
-	// Mailbox marks a mailbox provider (a viewing client): a delivery
-	// makes the message available to the recipient.
-	Mailbox bool
+	// Kind says what a delivery means: a recipient system took it, a
+	// mailbox provider made it available to the recipient, an SMS gateway
+	// sent the NemSMS, a print provider will post the letter.
+	Kind Kind
 	// Contact is the contact person told when redelivery gives up.
 	Contact string
 }
+
+// Kind of destination system.
+type Kind uint8
+
+const (
+	KindRecipient Kind = iota // an organisation's recipient system
+	KindMailbox               // a mailbox provider (viewing client)
+	KindSMS                   // the NemSMS gateway
+	KindPrint                 // the print provider (physical letters)
+)
 
 // Systems looks recipient systems up. Implementations are safe for
 // concurrent use and answer from memory (delivery calls it per message).
