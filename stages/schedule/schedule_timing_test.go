@@ -23,13 +23,17 @@ import (
 	"github.com/memoflow/memoflow/schemas/records"
 )
 
-// The release benchmark runs the broker in a child process (this test
+// Child processes: the release benchmark runs the broker in one (this test
 // binary re-executed with MEMOFLOW_SCHEDULE_BROKER set), so the memory
 // measured here is the stage's (and its clients'), not kfake's copy of a
-// million held messages.
+// million held messages; the SIGKILL test runs the stage in one
+// (MEMOFLOW_SCHEDULE_CHILD=stage).
 func TestMain(m *testing.M) {
 	if os.Getenv("MEMOFLOW_SCHEDULE_BROKER") != "" {
 		os.Exit(childBroker())
+	}
+	if os.Getenv("MEMOFLOW_SCHEDULE_CHILD") == "stage" {
+		os.Exit(childStage())
 	}
 	os.Exit(m.Run())
 }
