@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/internal/auth"
 	"github.com/memoflow/memoflow/internal/chconn/chtest"
 	"github.com/memoflow/memoflow/internal/openapi"
 	"github.com/memoflow/memoflow/pipeline"
@@ -276,6 +277,13 @@ func TestOpenAPIResponses(t *testing.T) {
 		return strings.TrimSpace(string(b))
 	}
 	sender, admin := readToken("sender.token"), readToken("admin.token")
+	// A recipient system for the pull API (the demo tokens have none).
+	tokens, err := a.tokenStore(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipient := auth.NewToken()
+	tokens.Put(auth.HashToken(recipient), &auth.Principal{ID: "rs-openapi", Org: "87654321", Roles: []auth.Role{auth.RoleRecipientSystem}})
 	conn, err := a.clickhouse(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -365,8 +373,10 @@ func TestOpenAPIResponses(t *testing.T) {
 		{name: "proof of an unknown message", method: "GET", path: "/apis/v1/events/{messageUUID}/proof", url: "/apis/v1/events/7e0f0000-0000-4000-8000-000000000000/proof", token: admin, wantStatus: 404, checkRequest: true},
 		{name: "statistics", method: "GET", path: "/apis/v1/statistics", url: "/apis/v1/statistics?dimensions=day,tag", token: admin, wantStatus: 200, checkRequest: true},
 		{name: "recall (undecided: no schedule stage runs here)", method: "POST", path: "/apis/v1/memos/{messageUUID}/recall", url: "/apis/v1/memos/" + oneUUID + "/recall", token: sender, wantStatus: 202, checkRequest: true},
-		{name: "recall by DELETE", method: "DELETE", path: "/apis/v1/memos/{messageUUID}", url: "/apis/v1/memos/" + oneUUID, token: sender, wantStatus: 202, checkRequest: true},
 		{name: "recall, bad uuid", method: "POST", path: "/apis/v1/memos/{messageUUID}/recall", url: "/apis/v1/memos/nope/recall", token: sender, wantStatus: 400, checkRequest: true},
+		{name: "pull: the outbox", method: "GET", path: "/apis/v1/memos/", url: "/apis/v1/memos/?size=10", token: recipient, wantStatus: 200, checkRequest: true},
+		{name: "pull: an unknown message", method: "GET", path: "/apis/v1/memos/{messageUUID}", url: "/apis/v1/memos/" + oneUUID, token: recipient, wantStatus: 404, checkRequest: true},
+		{name: "pull: delete an unknown message", method: "DELETE", path: "/apis/v1/memos/{messageUUID}", url: "/apis/v1/memos/" + oneUUID, token: recipient, wantStatus: 404, checkRequest: true},
 		{name: "pull as a sender", method: "GET", path: "/apis/v1/memos/", url: "/apis/v1/memos/", token: sender, wantStatus: 403, checkRequest: true},
 		{name: "admin: organisations", method: "GET", path: "/apis/v1/admin/organisations", url: "/apis/v1/admin/organisations", token: admin, wantStatus: 200, checkRequest: true},
 		{name: "admin: no token", method: "GET", path: "/apis/v1/admin/organisations", url: "/apis/v1/admin/organisations", wantStatus: 401},
