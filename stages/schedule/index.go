@@ -200,8 +200,8 @@ func (ix *index) startTailLocked() error {
 		kgo.KeepControlRecords(),
 		// Bounded fetches: a rebuild of millions streams through a few
 		// MiB of memory.
-		kgo.FetchMaxBytes(8<<20),
-		kgo.FetchMaxPartitionBytes(2<<20),
+		kgo.FetchMaxBytes(4<<20),
+		kgo.FetchMaxPartitionBytes(1<<20),
 		kgo.MaxConcurrentFetches(2),
 	)...)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"runtime"
@@ -183,11 +184,22 @@ func (h *harness) fillHeld(b testing.TB, n int, releaseAt time.Time) {
 	defer cl.Close()
 	var first error
 	var mu sync.Mutex
+	// Bodies that compress like text, not like a run of one byte (which
+	// would make an 8 MiB fetch decompress to hundreds of MiB).
+	rng := rand.New(rand.NewPCG(1, 2))
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/ <>=\"\n"
+	body := func() []byte {
+		b := make([]byte, 200)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return b
+	}
 	for i := range n {
 		u := scrambledUUID(i)
 		e := records.Envelope{MessageUUID: u, MessageID: "m", TransmissionID: "tx", MemoVersion: 12, MessageType: records.TypeDigitalPost,
 			PostType: "MYNDIGHEDSPOST", SenderOrg: "22222222", SenderSystem: "sys", RecipientType: records.IDCPR, RecipientID: "0101701234",
-			ValueDate: 1, Size: 200, Body: bytes.Repeat([]byte{'x'}, 200)}
+			ValueDate: 1, Size: 200, Body: body()}
 		hr := heldRec{kind: kindHeld, releaseAt: releaseAt.UnixMilli(), seq: int64(i), at: 1, org: "22222222", system: "sys", envelope: e.Append(nil)}
 		cl.Produce(context.Background(), &kgo.Record{Topic: pipeline.TopicHeld, Key: []byte(u), Value: hr.appendTo(nil)}, func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -272,6 +284,9 @@ func BenchmarkRelease(b *testing.B) {
 		}
 		rebuild := time.Since(t0)
 		heapRebuild, rssRebuild := memRebuild.end()
+		if f := os.Getenv("MEMOFLOW_BENCH_REBUILD_HEAP_PROFILE"); f != "" {
+			writeHeapProfile(b, f)
+		}
 		baseline := h.liveRun(b, c, 0, live)
 
 		memRelease := sampleMem()
