@@ -29,6 +29,7 @@ import (
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
+	"github.com/memoflow/memoflow/stages/blobgc"
 )
 
 // Topics delivery writes besides events and receipts. TopicOutbox and
@@ -399,7 +400,18 @@ func (d *Deliverer) delivered(it *item, sys *System, now time.Time) {
 	bc.ReceiptStatus = records.StatusCompleted
 	it.out = append(it.out, events.NewRecord(pipeline.TopicEvents, ev, bc),
 		receipt(&it.env, records.StatusCompleted, "", "", now))
+	it.out = appendBlobDone(it.out, &it.env)
 	d.metrics.outcomes.WithLabelValues("delivered").Inc()
+}
+
+// appendBlobDone adds the memo.blobs.done record of a claim-checked message
+// that reached a final state (delivered, picked up, failed for good), in
+// the same transaction or produce as that outcome (stages/blobgc).
+func appendBlobDone(out []*kgo.Record, env *records.Envelope) []*kgo.Record {
+	if env.BlobKey == "" {
+		return out
+	}
+	return append(out, blobgc.Done(blob.Ref{Key: env.BlobKey, Size: int64(env.Size), SHA256: hex.EncodeToString(env.ContentSHA256[:])}))
 }
 
 // failed: the attempt failed. Schedule the next one, or give up.
@@ -438,6 +450,7 @@ func (d *Deliverer) failed(ctx context.Context, it *item, sys *System, aerr *Att
 	if permanent {
 		code = aerr.Code
 		msg = aerr.Error()
+		it.out = appendBlobDone(it.out, env)
 		if aerr.Code == CodeTransformation {
 			tf := d.event(env, events.MemoTransformationFailed, now)
 			tf.ErrorCode = aerr.Code

@@ -3,6 +3,7 @@ package deliver
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/segmentio/encoding/json"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/events"
@@ -329,5 +331,47 @@ func TestDownConversion(t *testing.T) {
 	}
 	if _, aerr := convert([]byte("<not-memo"), 12, 11); aerr == nil || aerr.Code != CodeTransformation || !errors.Is(aerr, ErrPermanent) {
 		t.Fatalf("broken 1.2 message: %v", aerr)
+	}
+}
+
+// TestClaimCheck: a claim-checked MeMo is pushed from the blob store, and
+// its blob is released (memo.blobs.done) with the delivery; a missing blob
+// fails for good at once.
+func TestClaimCheck(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{})
+	store, err := blob.NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("<memo>large</memo>")
+	ref, err := store.Put(context.Background(), "12345678/u-1", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDeliverer(testConfig(), NewStaticSystems(pushSystem("ok", base)), testPseudo(t), WithBlobStore(store), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := testEnv(1, "ok")
+	e.Body, e.BlobKey, e.Size, e.MemoVersion = nil, ref.Key, uint64(ref.Size), 11
+	sum, _ := hex.DecodeString(ref.SHA256)
+	copy(e.ContentSHA256[:], sum)
+	missing := *e
+	missing.MessageUUID, missing.BlobKey = "00000000-0000-4000-8000-000000000002", "12345678/gone"
+	items := []*item{{env: *e}, {env: missing}}
+	d.run(context.Background(), items)
+	if out := byTopic(items[0].out); len(out[pipeline.TopicBlobsDone]) != 1 || sim.Accepted("ok") != 1 {
+		t.Fatalf("claim-checked delivery: outputs %v, accepted %d", out, sim.Accepted("ok"))
+	}
+	out := byTopic(items[1].out)
+	var rc records.Receipt
+	if len(out[pipeline.TopicReceipts]) != 1 || records.DecodeReceipt(out[pipeline.TopicReceipts][0].Value, &rc) != nil ||
+		rc.ReceiptStatus != records.StatusFailed || rc.ErrorCode != CodeBlob {
+		t.Fatalf("missing blob: %v %+v", out, rc)
+	}
+	for topic := range out {
+		if strings.HasPrefix(topic, RetryTopicPrefix) {
+			t.Fatal("a missing blob was rescheduled")
+		}
 	}
 }

@@ -235,7 +235,8 @@ func (a *PullAPI) delete(w http.ResponseWriter, r *http.Request, system string) 
 	e.Env.Body = nil
 	ev := makeEvent(a.pseudo, &e.Env, events.MemoSendFetchedByRecipientSystem, now)
 	rec := &kgo.Record{Topic: TopicOutbox, Key: OutboxKey(system, id), Value: outboxValue(&e.Env, e.Flags|flagDeleted)}
-	if err := a.write(r.Context(), rec, events.NewRecord(pipeline.TopicEvents, ev)); err != nil {
+	// Picked up: a claim-checked body is no longer needed.
+	if err := a.write(r.Context(), rec, appendBlobDone([]*kgo.Record{events.NewRecord(pipeline.TopicEvents, ev)}, &e.Env)...); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusOK)
