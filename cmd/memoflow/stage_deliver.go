@@ -132,19 +132,41 @@ func init() {
 	)
 }
 
-// deliverDeps are shared by the delivery stages of one process.
-var deliverDeps struct {
-	mu   sync.Mutex
+// deliverShared is what the delivery stages of one app share: one registry
+// View and one Deliverer (so the sink and the retry consumer see the same
+// per-system gates). Keyed by app, since tests run several apps in one
+// process.
+type deliverShared struct {
 	view *registry.View
 	d    *deliver.Deliverer
+}
+
+var deliverDeps = struct {
+	mu sync.Mutex
+	m  map[*app]*deliverShared
+}{m: map[*app]*deliverShared{}}
+
+func (a *app) deliverShared() *deliverShared {
+	x := deliverDeps.m[a]
+	if x == nil {
+		x = &deliverShared{}
+		deliverDeps.m[a] = x
+		a.closers = append(a.closers, func() {
+			deliverDeps.mu.Lock()
+			delete(deliverDeps.m, a)
+			deliverDeps.mu.Unlock()
+		})
+	}
+	return x
 }
 
 // deliverRegistry is the registry view delivery reads, started once.
 func (a *app) deliverRegistry(ctx context.Context) (*registry.View, error) {
 	deliverDeps.mu.Lock()
 	defer deliverDeps.mu.Unlock()
-	if deliverDeps.view != nil {
-		return deliverDeps.view, nil
+	sh := a.deliverShared()
+	if sh.view != nil {
+		return sh.view, nil
 	}
 	opts, err := a.cfg.Kafka.ClientOpts()
 	if err != nil {
@@ -162,7 +184,7 @@ func (a *app) deliverRegistry(ctx context.Context) (*registry.View, error) {
 		return nil, fmt.Errorf("registry view did not catch up: %w", err)
 	}
 	a.closers = append(a.closers, v.Close)
-	deliverDeps.view = v
+	sh.view = v
 	return v, nil
 }
 
@@ -173,8 +195,9 @@ func (a *app) deliverer(ctx context.Context) (*deliver.Deliverer, error) {
 	}
 	deliverDeps.mu.Lock()
 	defer deliverDeps.mu.Unlock()
-	if deliverDeps.d != nil {
-		return deliverDeps.d, nil
+	sh := a.deliverShared()
+	if sh.d != nil {
+		return sh.d, nil
 	}
 	pseudo, err := a.pseudonymizer(a.generate)
 	if err != nil {
@@ -195,7 +218,7 @@ func (a *app) deliverer(ctx context.Context) (*deliver.Deliverer, error) {
 	if err != nil {
 		return nil, usageErr(err)
 	}
-	deliverDeps.d = d
+	sh.d = d
 	return d, nil
 }
 
