@@ -83,12 +83,31 @@ func NewPullAPI(store *OutboxStore, tokens auth.Store, prod *kgo.Client, pseudo 
 // Register mounts the endpoints. POST /apis/v1/memos/ stays ingest's (the
 // sender API); the more specific patterns here win for the rest.
 func (a *PullAPI) Register(mux *http.ServeMux) {
+	a.RegisterExceptDelete(mux)
+	mux.Handle("DELETE /apis/v1/memos/{id}", a.DeleteHandler())
+}
+
+// RegisterExceptDelete mounts everything but DELETE /apis/v1/memos/{id},
+// for a process where the sender API's recall shares that path: mount
+// schedule.DispatchDelete(tokens, recall, pull.DeleteHandler()) there once.
+func (a *PullAPI) RegisterExceptDelete(mux *http.ServeMux) {
 	list := a.handle("list", a.list)
 	mux.Handle("GET /apis/v1/memos/{$}", list)
 	mux.Handle("GET /apis/v1/memos", list)
 	mux.Handle("GET /apis/v1/memos/{id}", a.handle("get", a.get))
-	mux.Handle("DELETE /apis/v1/memos/{id}", a.handle("delete", a.delete))
 	mux.Handle("POST /apis/v1/memos/{id}/receipt", a.handle("receipt", a.receipt))
+}
+
+// DeleteHandler is the pickup (DELETE /apis/v1/memos/{id}, or {messageUUID}),
+// authenticated as a recipient system.
+func (a *PullAPI) DeleteHandler() http.Handler { return a.handle("delete", a.delete) }
+
+// pathID is the message id of the path, whichever name the pattern gives it.
+func pathID(r *http.Request) string {
+	if id := r.PathValue("id"); id != "" {
+		return id
+	}
+	return r.PathValue("messageUUID")
 }
 
 type pullHandler func(w http.ResponseWriter, r *http.Request, system string) error
@@ -179,7 +198,7 @@ func (a *PullAPI) entry(system, id string) (OutboxEntry, error) {
 }
 
 func (a *PullAPI) get(w http.ResponseWriter, r *http.Request, system string) error {
-	id := r.PathValue("id")
+	id := pathID(r)
 	e, err := a.entry(system, id)
 	if err != nil {
 		return err
@@ -222,7 +241,7 @@ func (a *PullAPI) write(ctx context.Context, outbox *kgo.Record, others ...*kgo.
 }
 
 func (a *PullAPI) delete(w http.ResponseWriter, r *http.Request, system string) error {
-	id := r.PathValue("id")
+	id := pathID(r)
 	defer a.lock(system, id)()
 	e, err := a.entry(system, id)
 	if err != nil {
@@ -245,7 +264,7 @@ func (a *PullAPI) delete(w http.ResponseWriter, r *http.Request, system string) 
 
 // receipt relays the system's business receipt to the sender.
 func (a *PullAPI) receipt(w http.ResponseWriter, r *http.Request, system string) error {
-	id := r.PathValue("id")
+	id := pathID(r)
 	defer a.lock(system, id)()
 	e, err := a.entry(system, id)
 	if err != nil {
