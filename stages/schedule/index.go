@@ -46,6 +46,7 @@ type index struct {
 	// rebuildTo: partitions being rebuilt, and the offset that ends it.
 	rebuildTo map[int32]int64
 	rebuilt   int64
+	held      map[int32]int64 // held messages per partition (HELD, not yet released or recalled)
 	tailCl    *kgo.Client
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -76,7 +77,7 @@ func openIndex(dir string, opts []kgo.Opt, topic string, log *slog.Logger) (*ind
 	if err != nil {
 		return nil, fmt.Errorf("schedule index %s: %w (is another replica using the same --schedule-dir?)", path, err)
 	}
-	ix := &index{db: db, opts: opts, topic: topic, log: log, open: map[int32]bool{}, next: map[int32]int64{}, rebuildTo: map[int32]int64{}}
+	ix := &index{db: db, opts: opts, topic: topic, log: log, open: map[int32]bool{}, next: map[int32]int64{}, rebuildTo: map[int32]int64{}, held: map[int32]int64{}}
 	ix.cond = sync.NewCond(&ix.mu)
 	return ix, nil
 }
@@ -133,6 +134,7 @@ func (ix *index) openPartitions(ps []int32, ends map[int32]int64) error {
 	for _, p := range ps {
 		ix.open[p] = true
 		ix.next[p] = 0
+		ix.held[p] = 0
 		if ends[p] > 0 {
 			ix.rebuildTo[p] = ends[p]
 		} else {
@@ -155,6 +157,7 @@ func (ix *index) closePartitions(ps []int32) {
 			delete(ix.open, p)
 			delete(ix.next, p)
 			delete(ix.rebuildTo, p)
+			delete(ix.held, p)
 			changed = true
 		}
 	}
@@ -236,6 +239,7 @@ func (ix *index) tail(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 		f.EachError(func(t string, p int32, err error) {
 			ix.log.Warn("schedule index: memo.held fetch error", "partition", p, "err", err)
 		})
+		deltas := map[int32]int64{}
 		err := ix.db.Update(func(tx *bolt.Tx) error {
 			var err error
 			f.EachRecord(func(r *kgo.Record) {
@@ -244,7 +248,9 @@ func (ix *index) tail(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 					return
 				}
 				if !r.Attrs.IsControl() {
-					err = apply(tx.Bucket(partBucket(r.Partition)), r)
+					var d int64
+					d, err = apply(tx.Bucket(partBucket(r.Partition)), r)
+					deltas[r.Partition] += d
 				}
 				next[r.Partition] = r.Offset + 1
 			})
@@ -254,6 +260,9 @@ func (ix *index) tail(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 		if err != nil {
 			ix.err = fmt.Errorf("schedule index: applying memo.held: %w", err)
 		} else {
+			for p, d := range deltas {
+				ix.held[p] += d
+			}
 			for p, off := range next {
 				if ix.open[p] {
 					ix.next[p] = off
@@ -285,13 +294,16 @@ func (ix *index) rebuiltCount() int64 {
 	return ix.rebuilt
 }
 
-// apply puts one memo.held record into partition bucket b.
-func apply(b *bolt.Bucket, r *kgo.Record) error {
+// apply puts one memo.held record into partition bucket b and returns
+// how the number of held messages changed (-1, 0, +1).
+func apply(b *bolt.Bucket, r *kgo.Record) (int64, error) {
 	msg, due, mrk := b.Bucket(bktMsg), b.Bucket(bktDue), b.Bucket(bktMarker)
 	key := r.Key
+	var delta int64
 	if old := msg.Get(key); old != nil {
 		if h, err := decodeHeld(old); err == nil {
 			if h.kind == kindHeld {
+				delta--
 				_ = due.Delete(dueKey(h.releaseAt, h.seq))
 			} else {
 				_ = mrk.Delete(markerKey(h.at, key))
@@ -299,20 +311,20 @@ func apply(b *bolt.Bucket, r *kgo.Record) error {
 		}
 	}
 	if r.Value == nil {
-		return msg.Delete(key)
+		return delta, msg.Delete(key)
 	}
 	h, err := decodeHeld(r.Value)
 	if err != nil {
 		// Written by this stage only; skip rather than stop the index.
-		return nil
+		return delta, nil
 	}
 	if err := msg.Put(key, r.Value); err != nil {
-		return err
+		return delta, err
 	}
 	if h.kind == kindHeld {
-		return due.Put(dueKey(h.releaseAt, h.seq), key)
+		return delta + 1, due.Put(dueKey(h.releaseAt, h.seq), key)
 	}
-	return mrk.Put(markerKey(h.at, key), nil)
+	return delta, mrk.Put(markerKey(h.at, key), nil)
 }
 
 func dueKey(releaseAt, seq int64) []byte {
@@ -471,16 +483,13 @@ func (ix *index) expiredMarkers(p int32, beforeMs int64, fn func(uuid []byte) bo
 	})
 }
 
-// counts returns the number of held messages and markers of p.
-func (ix *index) counts(p int32) (held, markers int) {
-	_ = ix.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(partBucket(p))
-		if b == nil {
-			return nil
-		}
-		held = b.Bucket(bktDue).Stats().KeyN
-		markers = b.Bucket(bktMarker).Stats().KeyN
-		return nil
-	})
-	return held, markers
+// heldCount is the number of held messages in the open partitions.
+func (ix *index) heldCount() int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var n int64
+	for _, h := range ix.held {
+		n += h
+	}
+	return n
 }

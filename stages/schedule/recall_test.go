@@ -65,9 +65,10 @@ func holdN(t *testing.T, h *harness, n int, org string) *collector {
 func TestRecall(t *testing.T) {
 	h := newHarness(t, 3, cph(2026, time.June, 1, 9, 0))
 	ready := h.collect(pipeline.TopicReady)
-	h.start(testConfig(t), "r0")
+	run := h.start(testConfig(t), "r0")
 	api := h.api(10 * time.Second)
 	evs := holdN(t, h, 4, "11111111")
+	waitFor(t, 10*time.Second, "4 held in the index", func() bool { return run.st.Held() == 4 })
 
 	// Bad input first: no token, bad uuid.
 	if a := api.recall(t, uuidOf(0), ""); a.status != http.StatusUnauthorized {
@@ -108,6 +109,7 @@ func TestRecall(t *testing.T) {
 	if n := evs.tags(t)[events.DelayedMemoMessageRecalled]; n != 2 {
 		t.Fatalf("%d DELAYED_MEMO_MESSAGE_RECALLED events, want 2", n)
 	}
+	waitFor(t, 10*time.Second, "nothing held any more", func() bool { return run.st.Held() == 0 })
 	// After release: 409, to the sender only.
 	a := api.recall(t, uuidOf(1), "11111111")
 	if a.status != http.StatusConflict || a.body.ErrorCode != CodeRecallTooLate || a.body.ReleasedAt == "" {
@@ -229,6 +231,7 @@ func TestRestartWithHeldMessages(t *testing.T) {
 	first.stop(t)
 	cfg.Dir = t.TempDir()
 	second := h.start(cfg, "r1")
+	waitFor(t, 20*time.Second, "the new replica to hold all of them", func() bool { return second.st.Held() == n })
 	h.clock.Set(cph(2026, time.June, 2, 0, 0))
 	waitFor(t, 20*time.Second, "a third of the release", func() bool { return ready.len() >= n/3 })
 	// And one in the middle of the release.

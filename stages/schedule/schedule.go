@@ -182,6 +182,17 @@ func New(cfg Config, kafka []kgo.Opt, pseudo *events.Pseudonymizer, opts ...Opti
 		cl.Close()
 		return nil, err
 	}
+	if s.reg != nil {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "memoflow_schedule_held_messages",
+			Help: "Messages held for their value date in the partitions this replica owns (as far as its index has read memo.held).",
+		}, func() float64 { return float64(s.ix.heldCount()) })
+		if err := s.reg.Register(g); err != nil {
+			s.ix.close()
+			cl.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -361,6 +372,10 @@ func (s *Stage) targets(ps map[int32]bool) map[int32]int64 {
 	}
 	return out
 }
+
+// Held is the number of messages held in the partitions this replica owns,
+// as far as its index has read memo.held.
+func (s *Stage) Held() int64 { return s.ix.heldCount() }
 
 // Rebuilt is the number of partition (re)builds of the index completed.
 func (s *Stage) Rebuilt() int64 { return s.ix.rebuiltCount() }
