@@ -96,7 +96,9 @@ func init() {
 				a.closers = append(a.closers, func() { tail.Close(); store.Close() })
 				api := deliver.NewPullAPI(store, tokens, prod, pseudo, &deliver.RegistrySystems{View: view}, blobs,
 					deliver.WithLogger(a.log.With("stage", "pull-api")), deliver.WithRegisterer(a.reg))
-				api.Register(a.http.Mux)
+				// DELETE /apis/v1/memos/{id} is shared with recall (stage_schedule.go).
+				api.RegisterExceptDelete(a.http.Mux)
+				shareMemosDelete(a, tokens, nil, api.DeleteHandler())
 				return nil
 			},
 		},

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -62,16 +64,45 @@ func mountRecall(a *app, tokens auth.Store, prod *kgo.Client) error {
 		return usageErr(err)
 	}
 	a.closers = append(a.closers, api.Close)
-	if _, shared := lookupStage("pull-api"); shared {
-		// The REST-pull API (stages/deliver) registers DELETE
-		// /apis/v1/memos/{id} for recipient systems on the same mux, and
-		// a ServeMux takes one handler per pattern. Until both mount
-		// schedule.DispatchDelete (senders → recall, recipient systems →
-		// pull), senders recall with POST /apis/v1/memos/{uuid}/recall.
-		api.RegisterShared(a.http.Mux)
-		a.log.Debug("recall: DELETE /apis/v1/memos/{id} is the pull API's in this binary; recall is POST /apis/v1/memos/{uuid}/recall")
-		return nil
-	}
-	api.Register(a.http.Mux)
+	api.RegisterShared(a.http.Mux)
+	shareMemosDelete(a, tokens, api.RecallHandler(), nil)
 	return nil
+}
+
+// memosDelete is a process's one DELETE /apis/v1/memos/{id}: the sender's
+// recall (mounted with ingest) and the REST-pull API's delete (pull-api)
+// share the path, and a ServeMux takes one handler per pattern. The first
+// API to mount registers it; each fills in its handler;
+// schedule.DispatchDelete picks by the caller's role at request time.
+type memosDelete struct {
+	mu           sync.Mutex
+	tokens       auth.Store
+	recall, pull http.Handler
+}
+
+var memosDeletes sync.Map // *app → *memosDelete
+
+// shareMemosDelete adds recall or pull (the other nil) to a's DELETE
+// /apis/v1/memos/{id}, registering the pattern on the first call.
+func shareMemosDelete(a *app, tokens auth.Store, recall, pull http.Handler) {
+	v, loaded := memosDeletes.LoadOrStore(a, &memosDelete{tokens: tokens})
+	md := v.(*memosDelete)
+	md.mu.Lock()
+	if recall != nil {
+		md.recall = recall
+	}
+	if pull != nil {
+		md.pull = pull
+	}
+	md.mu.Unlock()
+	if loaded {
+		return
+	}
+	a.closers = append(a.closers, func() { memosDeletes.Delete(a) })
+	a.http.Mux.Handle("DELETE /apis/v1/memos/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		md.mu.Lock()
+		h := schedule.DispatchDelete(md.tokens, md.recall, md.pull)
+		md.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
 }

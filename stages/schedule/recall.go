@@ -92,7 +92,8 @@ func (a *API) RecallHandler() http.Handler {
 // path: a sender's call is a recall (the path value is read as
 // messageUUID), a recipient system's goes to pull (deleting a fetched
 // message). A principal with both roles is a recipient system here: the
-// pull API's DELETE is the one NgDP defines. Others get 401/403.
+// pull API's DELETE is the one NgDP defines. A nil handler is an API this
+// process does not serve. Others get 401/403.
 func DispatchDelete(tokens auth.Store, recall, pull http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := auth.Authenticate(tokens, r)
@@ -103,7 +104,7 @@ func DispatchDelete(tokens auth.Store, recall, pull http.Handler) http.Handler {
 		switch {
 		case p.Has(auth.RoleRecipientSystem) && pull != nil:
 			pull.ServeHTTP(w, r)
-		case p.Has(auth.RoleSender):
+		case p.Has(auth.RoleSender) && recall != nil:
 			if r.PathValue("messageUUID") == "" {
 				r.SetPathValue("messageUUID", r.PathValue("id"))
 			}
