@@ -166,6 +166,7 @@ type finishInput struct {
 	cpu                    float64
 	inProcess              bool
 	unmodelled             string
+	maxRSS                 float64 // in process: peak RSS of the run
 }
 
 func (r *Report) finish(in finishInput) {
@@ -204,7 +205,7 @@ func (r *Report) finish(in finishInput) {
 	r.CPUSeconds = in.cpu
 	if in.inProcess {
 		r.CPUScope = "this process: stages, embedded broker (unless --kafka-brokers) and the bench's senders"
-		r.MaxRSSMB = MaxRSSMB()
+		r.MaxRSSMB = in.maxRSS
 	} else {
 		r.CPUScope = "the processes of --metrics-url (none: not measured)"
 		for _, s := range r.Samples {

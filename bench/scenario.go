@@ -168,8 +168,8 @@ type Expectation struct {
 	Events       map[string]int64
 }
 
-// Run runs a scenario against a target: prepare, null pipeline, load with
-// sampling, wait for arrivals and the event log, check, report. A run that
+// Run runs a scenario against a target: prepare, load with sampling, wait
+// for arrivals and the event log, check, the null pipeline, report. A run that
 // lost messages or events returns the report and an error wrapping ErrLoss.
 func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error) {
 	o.defaults()
@@ -184,23 +184,6 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 	env.Manifest = man
 	env.acceptedIdx = make([]bool, len(man.UUIDs))
 	rep.setMix(man)
-
-	if o.NullRecords >= 0 {
-		n := o.NullRecords
-		if n == 0 {
-			n = min(len(man.UUIDs), 500000)
-		}
-		hops := nullHops(t.Stages)
-		env.logf("null pipeline: %d records, %d exactly-once hop(s), %d partitions...", n, hops, t.Kafka.TopicPartitions)
-		nr, err := RunNull(ctx, NullOptions{Kafka: t.Kafka, Records: n, Hops: hops, Partitions: t.Kafka.TopicPartitions,
-			Sizes: man.Sizes, PollRecords: t.Runner.PollRecords, Transactions: t.Runner.Transactions})
-		if err != nil {
-			return nil, fmt.Errorf("null pipeline: %w", err)
-		}
-		rep.Null = nr
-		rep.NullMsgsPerSec = nr.MsgsPerSec
-		env.logf("null pipeline: %.0f msgs/s (%.1f MB/s, %.2fs)", nr.MsgsPerSec, nr.MBPerSec, nr.Seconds)
-	}
 
 	kopts, err := t.Kafka.ClientOpts()
 	if err != nil {
@@ -338,12 +321,35 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 	}
 	samples, srcErrs := smp.result()
 	cpu1, _, _ := readProc(ctx, proc)
+	// The peak RSS so far is the run's: the null pipeline below fills the
+	// broker again, and in process that would count against the stages.
+	maxRSS := MaxRSSMB()
+
+	// The ceiling, after the run so its records and groups do not share
+	// the broker with the load (the same broker, partitions and sizes).
+	if o.NullRecords >= 0 {
+		n := o.NullRecords
+		if n == 0 {
+			n = min(len(man.UUIDs), 500000)
+		}
+		hops := nullHops(t.Stages)
+		env.logf("null pipeline: %d records, %d exactly-once hop(s), %d partitions...", n, hops, t.Kafka.TopicPartitions)
+		nr, err := RunNull(ctx, NullOptions{Kafka: t.Kafka, Records: n, Hops: hops, Partitions: t.Kafka.TopicPartitions,
+			Sizes: man.Sizes, PollRecords: t.Runner.PollRecords, Transactions: t.Runner.Transactions})
+		if err != nil {
+			return nil, fmt.Errorf("null pipeline: %w", err)
+		}
+		rep.Null = nr
+		rep.NullMsgsPerSec = nr.MsgsPerSec
+		env.logf("null pipeline: %.0f msgs/s (%.1f MB/s, %.2fs)", nr.MsgsPerSec, nr.MBPerSec, nr.Seconds)
+	}
+
 	rep.finish(finishInput{
 		start: start, accepted: env.accepted.Load(), expArrivals: exp.Arrivals, arrivedAt: arrivedAt, eventsAt: eventsAt,
 		lost: lost, dups: dups, unexpected: unexpected, lostSample: sample,
 		eventsGot: got, eventsWant: exp.Events, lat: tr.latencies(), samples: samples, srcErrs: srcErrs,
 		ingestCodes: env.ingestCodes, stageCodes: codes.snapshot(), cpu: cpu1 - cpu0, inProcess: t.InProcess,
-		unmodelled: unmodelled(t.Stages),
+		unmodelled: unmodelled(t.Stages), maxRSS: maxRSS,
 	})
 	if c, ok := sc.(ReportChecker); ok {
 		c.Check(rep)
