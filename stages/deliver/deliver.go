@@ -272,6 +272,10 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	aerr = push(pctx, d.client, &sys, env.MessageUUID, int(env.Attempt)+1, "application/xml", body)
 	cancel()
+	hanging := 0
+	if aerr != nil && aerr.Code == CodeTimeout {
+		hanging = len(g.sem) - 1 // the others in flight, not this one
+	}
 	<-d.workers
 	<-g.sem
 	d.metrics.pushSeconds.Observe(time.Since(start).Seconds())
@@ -282,7 +286,7 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 		return
 	}
 	now := d.now()
-	g.result(aerr == nil, now, d.cfg.BreakerFailures, d.cfg.BreakerCooldown)
+	g.result(aerr == nil, now, d.cfg.BreakerFailures, d.cfg.BreakerCooldown, hanging)
 	if aerr != nil {
 		d.failed(ctx, it, &sys, aerr, false)
 		return
@@ -576,7 +580,7 @@ func (d *Deliverer) notify(ctx context.Context, it *item, sys *System) {
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	aerr := push(pctx, d.client, sys, it.env.MessageUUID, 1, "application/json", body)
 	cancel()
-	g.result(aerr == nil, d.now(), d.cfg.BreakerFailures, d.cfg.BreakerCooldown)
+	g.result(aerr == nil, d.now(), d.cfg.BreakerFailures, d.cfg.BreakerCooldown, 0)
 	if aerr != nil {
 		ev := d.event(&it.env, events.MemoSendSentToRecipientSystemFailed, d.now())
 		ev.ErrorCode = CodeNotifyFailed

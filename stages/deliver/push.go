@@ -90,7 +90,12 @@ func (x *gate) allow(now time.Time, mayProbe bool) (ok bool, wait <-chan struct{
 }
 
 // result records a call's outcome.
-func (x *gate) result(ok bool, now time.Time, threshold int, cooldown time.Duration) {
+//
+// hanging is the number of other calls to the system still in flight when
+// this one timed out: they started about together and will most likely
+// time out too, so they count now. Otherwise a worker would start another
+// call (another whole timeout for the batch) before they come back.
+func (x *gate) result(ok bool, now time.Time, threshold int, cooldown time.Duration, hanging int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.endProbe()
@@ -101,7 +106,7 @@ func (x *gate) result(ok bool, now time.Time, threshold int, cooldown time.Durat
 		return
 	}
 	x.failures++
-	if x.failures >= threshold {
+	if x.failures+hanging >= threshold {
 		x.openUntil = now.Add(cooldown)
 	}
 }
