@@ -18,6 +18,7 @@ import (
 	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/records"
+	"github.com/memoflow/memoflow/stages/schedule"
 )
 
 type rig struct {
@@ -278,6 +279,32 @@ func TestPullAPI(t *testing.T) {
 			t.Fatalf("%s: HTTP %d %s; want %d with %q", s.name, st, body, s.status, s.contains)
 		}
 	}
+	// Where recall shares DELETE /apis/v1/memos/{id} (schedule.DispatchDelete),
+	// a recipient system's DELETE is still a pickup.
+	mux2 := http.NewServeMux()
+	api.RegisterExceptDelete(mux2)
+	mux2.Handle("POST /apis/v1/memos/", http.NotFoundHandler()) // ingest's pattern
+	recall := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	mux2.Handle("DELETE /apis/v1/memos/{messageUUID}", schedule.DispatchDelete(tokens, recall, api.DeleteHandler()))
+	srv2 := httptest.NewServer(mux2)
+	defer srv2.Close()
+	second := items[2].env.MessageUUID // p1's
+	for _, c := range []struct {
+		token string
+		want  int
+	}{{"tok-sender", http.StatusAccepted}, {"tok-p1", http.StatusOK}, {"tok-p1", http.StatusNotFound}} {
+		req, _ := http.NewRequest(http.MethodDelete, srv2.URL+"/apis/v1/memos/"+second, nil)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("dispatched DELETE as %s: HTTP %d, want %d", c.token, resp.StatusCode, c.want)
+		}
+	}
+
 	// The receipt reached memo.receipts for the sender.
 	cons := k.client(t, kgo.ConsumeTopics(pipeline.TopicReceipts), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -304,6 +331,6 @@ func TestPullAPI(t *testing.T) {
 	waitFor(t, "rebuilt index", 10*time.Second, func() bool {
 		e, found, _ := store2.Get("p1", p1id)
 		_, n, _ := store2.List("p1", "", 0, 1)
-		return found && e.Receipted() && e.Deleted() && n == 12
+		return found && e.Receipted() && e.Deleted() && n == 11
 	})
 }
