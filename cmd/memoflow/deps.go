@@ -19,6 +19,7 @@ import (
 	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/schemas/chddl"
 	"github.com/memoflow/memoflow/schemas/events"
+	"github.com/memoflow/memoflow/stages/admin"
 )
 
 // deps are opened once per process, on first use by a stage.
@@ -195,4 +196,21 @@ func (a *app) producerClient() (*kgo.Client, error) {
 	a.deps.producer = cl
 	a.closers = append(a.closers, func() { cl.Close() })
 	return cl, nil
+}
+
+// senderTokens is what sender-facing APIs authenticate with: the tokens a
+// rights administrator issued to sender systems through the admin API
+// (their hashes live in the registry, memo.registry), then the token file.
+// It needs the registry View, which the process shares with its other
+// stages (stage_route.go).
+func (a *app) senderTokens(ctx context.Context) (auth.Store, error) {
+	file, err := a.tokenStore(a.generate)
+	if err != nil {
+		return nil, err
+	}
+	v, err := a.registryView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &admin.RegistryTokens{Reader: v, Next: file}, nil
 }

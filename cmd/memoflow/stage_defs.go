@@ -22,7 +22,7 @@ func init() {
 			name: "ingest",
 			help: "the NgDP sender API: POST /apis/v1/memos/ (one MeMo or a tar+LZMA batch) into memo.ingest",
 			api: func(ctx context.Context, a *app) error {
-				tokens, err := a.tokenStore(a.generate)
+				tokens, err := a.senderTokens(ctx)
 				if err != nil {
 					return err
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/receipts"
 )
 
@@ -21,9 +22,19 @@ func init() {
 				if err != nil {
 					return nil, err
 				}
-				// No Pusher yet: pushing to sender systems' receipt
-				// endpoints needs the registry (receipts.WithPusher).
-				s, err := receipts.New(conn, receipts.Config{Database: a.cfg.ClickHouse.Database}, receipts.WithRegisterer(a.reg))
+				// Receipts for sender systems with a receipt endpoint in the
+				// registry are queued on memo.receipts.push after ClickHouse
+				// took them; the receipt-push stage delivers them.
+				v, err := a.registryView(ctx)
+				if err != nil {
+					return nil, err
+				}
+				prod, err := a.producerClient()
+				if err != nil {
+					return nil, err
+				}
+				s, err := receipts.New(conn, receipts.Config{Database: a.cfg.ClickHouse.Database}, receipts.WithRegisterer(a.reg),
+					receipts.WithPusher(deliver.NewReceiptPusher(&deliver.RegistrySenders{View: v}, prod)))
 				if err != nil {
 					return nil, usageErr(err)
 				}
@@ -34,7 +45,7 @@ func init() {
 			name: "receipts-api",
 			help: "the NgDP receipts API for sender systems: GET /apis/v1/receipts/, GET and DELETE /apis/v1/receipts/{id}, GET /apis/v1/receipts-bulk/",
 			api: func(ctx context.Context, a *app) error {
-				tokens, err := a.tokenStore(a.generate)
+				tokens, err := a.senderTokens(ctx)
 				if err != nil {
 					return err
 				}
