@@ -240,6 +240,11 @@ func (r *Runner) collect(ctx context.Context, c consumer, dst []*kgo.Record) ([]
 	if isSink {
 		limit = r.cfg.SinkBatchRecords
 	}
+	if bl, ok := r.stage.(BatchLimiter); ok {
+		if m := bl.MaxBatchRecords(); m > 0 && m < limit {
+			limit = m
+		}
+	}
 	var deadline time.Time
 	for len(dst) < limit {
 		pctx := ctx

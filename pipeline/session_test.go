@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -47,4 +48,37 @@ func TestSessionRestart(t *testing.T) {
 		t.Fatalf("only %d EndTxn failures injected; the test did not exercise a session failure", failed.Load())
 	}
 	assertExactlyOnce(t, recs, 0, 600)
+}
+
+// limitedSink bounds its batches (BatchLimiter) and records the largest.
+type limitedSink struct {
+	recordingSink
+	limit   int
+	largest atomic.Int64
+}
+
+func (s *limitedSink) MaxBatchRecords() int { return s.limit }
+
+func (s *limitedSink) Write(ctx context.Context, b *Batch) error {
+	if n := int64(len(b.Records)); n > s.largest.Load() {
+		s.largest.Store(n)
+	}
+	return s.recordingSink.Write(ctx, b)
+}
+
+// A stage's own batch limit wins over the runtime's larger one.
+func TestBatchLimiter(t *testing.T) {
+	_, kc := newCluster(t, 1, "in", TopicDLQ)
+	produceN(t, kc, "in", 0, 500)
+	st := &limitedSink{limit: 7}
+	rc := testRunnerConfig()
+	rc.SinkBatchRecords, rc.SinkBatchWait = 300, 200*time.Millisecond
+	stop := startRunner(t, newTestRunner(t, st, kc, rc, "in"))
+	waitFor(t, 30*time.Second, "500 records written", func() bool { return st.count() == 500 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l := st.largest.Load(); l > 7 || l == 0 {
+		t.Fatalf("largest batch %d, want 1..7", l)
+	}
 }

@@ -42,6 +42,14 @@ type Sink interface {
 	Write(ctx context.Context, b *Batch) error
 }
 
+// BatchLimiter is implemented by stages that want smaller batches than the
+// runtime's PollRecords / SinkBatchRecords: a sink whose effect cannot be
+// undone (an HTTP push) repeats after a crash what its uncommitted batch
+// did, so it bounds the batch. 0 means no limit of its own.
+type BatchLimiter interface {
+	MaxBatchRecords() int
+}
+
 // RevokeListener is implemented by stages that keep per-partition state
 // (for example what a sink knows an external system already holds). The
 // runtime calls PartitionsRevoked when partitions are revoked or lost, so

@@ -42,6 +42,10 @@ type Config struct {
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
 	// RetryPollRecords bounds one poll of the retry consumer.
 	RetryPollRecords int `yaml:"retry_poll_records"`
+	// BatchRecords bounds the records of one sink batch (below the
+	// runtime's --sink-batch-records): a crash repeats at most the pushes
+	// of the batch in hand, so small batches mean few duplicate pushes.
+	BatchRecords int `yaml:"batch_records"`
 	// MaxIdle bounds how long the retry consumer waits before it looks at
 	// the clock again (so an injected clock is noticed in tests).
 	MaxIdle time.Duration `yaml:"max_idle"`
@@ -63,6 +67,7 @@ func DefaultConfig() Config {
 		BreakerFailures:  5,
 		BreakerCooldown:  30 * time.Second,
 		RetryPollRecords: 1000,
+		BatchRecords:     500,
 		MaxIdle:          time.Second,
 		PullStoreDir:     "./var/outbox",
 	}
@@ -80,6 +85,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "deliver-breaker-failures", d.BreakerFailures, "consecutive failures that open a system's circuit")
 	fs.DurationVar(&c.BreakerCooldown, "deliver-breaker-cooldown", d.BreakerCooldown, "how long an open circuit stays open before one probe")
 	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
+	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch; a crash can repeat the pushes of one batch (same idempotency keys)")
 	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
 	fs.StringVar(&c.PullBaseURL, "deliver-pull-base-url", d.PullBaseURL, "public base URL of the pull API, used in publish/subscribe notifications")
 }
@@ -112,6 +118,8 @@ func (c *Config) Validate() error {
 		return errors.New("deliver.breaker_cooldown: must be positive, e.g. 30s")
 	case c.RetryPollRecords < 1:
 		return errors.New("deliver.retry_poll_records: must be at least 1")
+	case c.BatchRecords < 0:
+		return errors.New("deliver.batch_records: must be at least 1 (0: the runtime's --sink-batch-records)")
 	case c.MaxIdle <= 0:
 		return errors.New("deliver.max_idle: must be positive, e.g. 1s")
 	}

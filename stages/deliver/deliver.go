@@ -600,6 +600,10 @@ func NewSink(d *Deliverer) *Sink { return &Sink{d: d} }
 
 func (s *Sink) Name() string { return "deliver" }
 
+// MaxBatchRecords implements pipeline.BatchLimiter: the pushes a crash
+// may repeat are those of one batch.
+func (s *Sink) MaxBatchRecords() int { return s.d.cfg.BatchRecords }
+
 func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	items, bad, errs := decodeItems(b.Records)
 	for i, r := range bad {
