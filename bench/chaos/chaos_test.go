@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,9 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/memoflow/memoflow/internal/chconn/chtest"
+	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/internal/sendclient"
+	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/memo"
+	"github.com/memoflow/memoflow/schemas/registry"
 )
 
 // buildBinary builds memoflow once into dir.
@@ -32,13 +38,45 @@ func buildBinary(t *testing.T, dir string) string {
 
 const senderOrg = "12345678"
 
-// TestChaosShort is the CI version of the chaos scenario over the stages
-// that exist: the broker, ingest, two validate replicas, the event-log and
-// receipts sinks as separate processes; while a resumable send runs,
-// stage replicas (ingest included) are SIGKILLed and restarted and the
-// broker is SIGKILLed and restarted from its data dir. The verdict, read
-// from outside: the event log holds exactly one row per expected event,
-// no consumer group lags, and the DLQ is empty.
+// Delivered is the set of tags that end a message's delivery.
+const delivered = "MEMO_AVAILABLE_TO_RECIPIENT|MEMO_SEND_READY_FOR_FETCH|MEMO_SEND_SENT_TO_RECIPIENT_SYSTEM|PHYSICAL_LETTER_SENT"
+
+// seedRegistry writes a small synthetic registry whose push systems point
+// at the recipient simulator, and returns its registered citizens.
+func seedRegistry(ctx context.Context, addr, simURL string) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	var citizens []string
+	err = registry.Generate(registry.GenConfig{Seed: 1, Citizens: 2000, Companies: 20, Authorities: 1, MailboxProviders: 2, NemSMSShare: -1}, func(c registry.Change) error {
+		switch e := c.Entity.(type) {
+		case *registry.System:
+			if e.Protocol == registry.RestPush {
+				e.Endpoint, e.Credentials = simURL+recipientsim.PushPath(e.ID), ""
+			}
+		case *registry.Citizen:
+			citizens = append(citizens, e.CPR)
+		}
+		recs = append(recs, c.Record(pipeline.TopicRegistry))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return citizens, cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// TestChaosShort is the CI version of the chaos scenario: the broker and
+// every stage as separate processes (two replicas of validate and
+// deliver), a recipient simulator for the push systems; while a resumable
+// send runs, stage replicas (ingest included) and the broker are SIGKILLed
+// and restarted. The verdict, read from outside: every message reached a
+// final delivery state exactly once in the event log, the simulator got
+// every pushed message (duplicates reported), no consumer group has
+// records left, the DLQ is empty.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: skipped under -short")
@@ -48,13 +86,25 @@ func TestChaosShort(t *testing.T) {
 	bin := buildBinary(t, dir)
 	db := chtest.Database(t, conn)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	sim, err := recipientsim.New(recipientsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv := httptest.NewServer(sim.Handler())
+	defer simSrv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	var citizens []string
 	topo, err := Start(ctx, Options{
 		Bin: bin, Dir: dir, ClickHouseAddr: chcfg.Addr, Database: db, SenderOrg: senderOrg,
-		Stages: map[string]int{"ingest": 1, "validate": 2, "eventlog": 1, "receipts": 1},
+		Stages: map[string]int{"ingest": 1, "validate": 2, "schedule": 1, "route": 1, "deliver": 2, "eventlog": 1, "receipts": 1},
 		// Small sink batches so kills land between and inside inserts.
 		ExtraArgs: []string{"--sink-batch-records", "2000", "--sink-batch-wait", "200ms"},
+		BeforeStages: func(ctx context.Context, addr string) (err error) {
+			citizens, err = seedRegistry(ctx, addr, simSrv.URL)
+			return err
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +126,9 @@ func TestChaosShort(t *testing.T) {
 	defer wcancel()
 	go topo.Watch(wctx, &tl)
 
-	const n = 20000
-	plan := Plan(PlanConfig{Seed: 7, Duration: 20 * time.Second, StageKills: 4, BrokerKills: 1, MaxPause: 2 * time.Second},
-		[]string{"ingest-1", "validate-1", "validate-2", "eventlog-1", "receipts-1"})
+	const n = 6000
+	plan := Plan(PlanConfig{Seed: 7, Duration: 20 * time.Second, StageKills: 5, BrokerKills: 1, MaxPause: 2 * time.Second},
+		[]string{"ingest-1", "validate-1", "validate-2", "schedule-1", "route-1", "deliver-1", "deliver-2", "eventlog-1"})
 	for _, f := range plan {
 		t.Logf("fault %s", f)
 	}
@@ -88,7 +138,8 @@ func TestChaosShort(t *testing.T) {
 	// The sender: resumable, retrying through restarts of ingest and the
 	// broker (503s and refused connections), as a mass sender would.
 	journal := filepath.Join(dir, "send.journal")
-	gen := memo.GenConfig{Seed: 99, Now: time.Now().UTC().Truncate(24 * time.Hour), SenderCVRs: []string{senderOrg}}
+	gen := memo.GenConfig{Seed: 99, Now: time.Now().UTC().Truncate(24 * time.Hour), SenderCVRs: []string{senderOrg},
+		CitizenCPRs: citizens, CitizenShare: 1, CompanyShare: -1, AuthorityShare: -1, NemSMSShare: -1, ValueDateShare: -1}
 	accepted := 0
 	for round := 0; round < 20 && accepted < n; round++ {
 		sum, err := sendclient.Send(ctx, sendclient.NewGenSource(n, gen), sendclient.Options{
@@ -112,20 +163,25 @@ func TestChaosShort(t *testing.T) {
 		t.Fatalf("fault schedule: %v", err)
 	}
 
-	want := map[string]uint64{"MEMO_MASS_SEND_RECEIVED": n, "MEMO_SEND_VALIDATED": n}
-	v, err := Judge(ctx, conn, db, topo.KafkaAddr, want, []string{"validate", "eventlog", "receipts"}, 120*time.Second)
+	want := map[string]uint64{"MEMO_MASS_SEND_RECEIVED": n, "MEMO_SEND_VALIDATED": n, "MEMO_SEND_ROUTED": n, delivered: n}
+	v, err := Judge(ctx, conn, db, topo.KafkaAddr, want,
+		[]string{"validate", "schedule", "route", "deliver", "eventlog", "receipts"}, 240*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range v.Problems {
 		t.Error(p)
 	}
+	st := sim.Stats()
+	if pushed := v.EventsFound["MEMO_AVAILABLE_TO_RECIPIENT"]; uint64(st.Unique) != pushed {
+		t.Errorf("the simulator accepted %d distinct messages, the event log says %d were made available", st.Unique, pushed)
+	}
 	kills := 0
 	for _, p := range topo.all() {
 		kills += p.Kills()
 	}
-	t.Logf("chaos short: %d messages, %d kills (%d broker), %d unexpected exits restarted, event log exact",
-		n, kills, topo.Broker.Kills(), tl.Count("exit"))
+	t.Logf("chaos short: %d messages, %d kills (%d broker), %d unexpected exits restarted; events %v; simulator %s",
+		n, kills, topo.Broker.Kills(), tl.Count("exit"), v.EventsFound, st.Summary())
 	for _, e := range tl.Entries() {
 		t.Logf("%s %-10s %-12s %s", e.T.Format("15:04:05.000"), e.Kind, e.Target, e.Note)
 	}

@@ -38,6 +38,9 @@ type Options struct {
 	ExtraArgs []string
 	// ReadyTimeout bounds each start (default 60s).
 	ReadyTimeout time.Duration
+	// BeforeStages runs once the broker is up and before any stage
+	// starts (to seed the registry the stages wait for).
+	BeforeStages func(ctx context.Context, kafkaAddr string) error
 }
 
 // Topology is the running system: one broker process and the stage
@@ -111,6 +114,12 @@ func Start(ctx context.Context, o Options) (*Topology, error) {
 	}
 	if err := t.Broker.Start(ctx, o.ReadyTimeout); err != nil {
 		return nil, err
+	}
+	if o.BeforeStages != nil {
+		if err := o.BeforeStages(ctx, t.KafkaAddr); err != nil {
+			t.Broker.Stop(10 * time.Second)
+			return nil, err
+		}
 	}
 
 	names := make([]string, 0, len(o.Stages))
