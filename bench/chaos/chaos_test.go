@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/internal/chconn/chtest"
 	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/internal/sendclient"
@@ -81,10 +82,31 @@ func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: skipped under -short")
 	}
-	conn, chcfg := chtest.Conn(t)
+	// The event log's server is this run's own: the scenario stops it.
+	chtest.Conn(t) // installs and starts ClickHouse when missing (skips without it)
 	dir := t.TempDir()
 	bin := buildBinary(t, dir)
-	db := chtest.Database(t, conn)
+	root, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := NewScriptClickHouse(filepath.Dir(strings.TrimSpace(string(root))), filepath.Join(dir, "clickhouse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Stop(context.Background())
+	ccfg := chconn.DefaultConfig()
+	ccfg.Addr = ch.Addr
+	conn, err := chconn.Open(context.Background(), ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const db = "memoflow_chaos"
+	chcfg := ccfg
 
 	sim, err := recipientsim.New(recipientsim.Config{})
 	if err != nil {
@@ -127,13 +149,14 @@ func TestChaosShort(t *testing.T) {
 	go topo.Watch(wctx, &tl)
 
 	const n = 6000
-	plan := Plan(PlanConfig{Seed: 7, Duration: 20 * time.Second, StageKills: 5, BrokerKills: 1, MaxPause: 2 * time.Second},
+	plan := Plan(PlanConfig{Seed: 7, Duration: 20 * time.Second, StageKills: 5, BrokerKills: 1, MaxPause: 2 * time.Second,
+		ClickHouseOutages: 1, ClickHouseDown: 8 * time.Second},
 		[]string{"ingest-1", "validate-1", "validate-2", "schedule-1", "route-1", "deliver-1", "deliver-2", "eventlog-1"})
 	for _, f := range plan {
 		t.Logf("fault %s", f)
 	}
 	faults := make(chan error, 1)
-	go func() { faults <- Run(ctx, topo, nil, plan, &tl) }()
+	go func() { faults <- Run(ctx, topo, ch, plan, &tl) }()
 
 	// The sender: resumable, retrying through restarts of ingest and the
 	// broker (503s and refused connections), as a mass sender would.
