@@ -84,9 +84,9 @@ func sumValues[V int64 | uint64](m map[string]V) int64 {
 func unmodelled(stages []string) string {
 	var out []string
 	for _, s := range stages {
-		switch s {
-		case "ingest", "eventlog", "receipts", "receipts-api", "eventquery":
-			// APIs and sinks write no per-message events.
+		switch {
+		case s == "ingest" || s == "eventlog" || s == "receipts" || s == "eventquery" || s == "blobgc" || strings.HasSuffix(s, "-api"):
+			// APIs, sinks and housekeeping write no per-message events.
 			continue
 		}
 		if StageEvents[s] == nil {

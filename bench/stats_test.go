@@ -139,7 +139,7 @@ func TestExpectedEvents(t *testing.T) {
 	if len(d) != 2 || d[0] != "B: got 0, want 2" || d[1] != "X: got 1, want 0" {
 		t.Fatalf("diff %q", d)
 	}
-	if u := unmodelled([]string{"ingest", "validate", "route", "eventlog"}); u != "route" {
+	if u := unmodelled([]string{"ingest", "validate", "route", "eventlog", "admin-api", "blobgc"}); u != "route" {
 		t.Fatalf("unmodelled %q", u)
 	}
 }
