@@ -39,7 +39,11 @@ func (b *benchRunOpts) register(cmd *cobra.Command, defMessages int) {
 	fs.BoolVar(&b.o.Live, "live", false, "compress batches while sending (internal/sendclient, as memoflow send does) instead of preparing them beforehand")
 	fs.StringVar(&b.url, "url", "", "ingest API of a running setup (default: start the pipeline in this process); needs --token, --kafka-brokers and --clickhouse-database")
 	fs.StringVar(&b.token, "token", "", "sender token for --url (default $MEMOFLOW_TOKEN)")
-	fs.StringVar(&b.stages, "stages", "all", "stages to run in process, or (with --url) the stages the running setup runs: the expected event log follows from them")
+	// The default is the stages whose event log the bench models
+	// (bench.StageEvents); schedule, route and deliver need a seeded
+	// registry and per-message expectations, not modelled yet
+	// (docs/benchmarks.md).
+	fs.StringVar(&b.stages, "stages", benchDefaultStages, "stages to run in process, or (with --url) the stages the running setup runs: the expected event log follows from them")
 	fs.IntVar(&b.o.BatchSize, "batch-size", 10000, "messages per tar+LZMA batch")
 	fs.IntVar(&b.o.Concurrency, "concurrency", 2, "batches in flight")
 	fs.StringVar(&b.o.CacheDir, "cache-dir", filepath.Join(os.TempDir(), "memoflow-bench"), "where prepared batches are kept and reused (same seed, size and day)")
@@ -365,3 +369,6 @@ Exit status: 0 correct and flat, 1 otherwise, 2 usage.`,
 	}
 	return cmd
 }
+
+// benchDefaultStages are the stages whose events bench.StageEvents models.
+const benchDefaultStages = "ingest,validate,eventlog,receipts,receipts-api,eventquery"
