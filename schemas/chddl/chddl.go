@@ -107,6 +107,9 @@ type Migration struct {
 	// gated-off migration is not recorded, so it applies once the server
 	// is upgraded (gated migrations must not depend on later ones).
 	Requires func(chconn.Features) bool
+	// ClusterOnly: applied only with Options.Cluster (and skipped, not
+	// recorded, without it).
+	ClusterOnly bool
 	// Params, when set, is recorded with the migration; when it changes
 	// (e.g. the retention) the migration is applied again.
 	Params func(Options) string
@@ -148,6 +151,8 @@ var Migrations = []Migration{
 	},
 	// 0010-0014 belong to the receipts store and API (stages/receipts).
 	{Version: 10, Name: "receipts", SQL: mustFile("0010_receipts.sql")},
+	// 0015: the cluster schema's Distributed tables.
+	{Version: 15, Name: "distributed", SQL: mustFile("0015_distributed.sql"), ClusterOnly: true},
 }
 
 // Result says what Migrate did.
@@ -192,7 +197,7 @@ func migrate(ctx context.Context, conn driver.Conn, opts Options, ms []Migration
 	}
 	for _, m := range ms {
 		id := m.String()
-		if m.Requires != nil && !m.Requires(f) {
+		if m.Requires != nil && !m.Requires(f) || m.ClusterOnly && opts.Cluster == "" {
 			res.Skipped = append(res.Skipped, id)
 			continue
 		}
@@ -294,6 +299,7 @@ func (r runner) render(m Migration) ([]string, error) {
 	err = t.Execute(&sb, map[string]any{
 		"DB":            r.opts.Database,
 		"OnCluster":     strings.TrimSpace(r.onCluster()),
+		"Cluster":       r.opts.Cluster,
 		"RetentionDays": retentionDays(r.opts.Retention),
 	})
 	if err != nil {
