@@ -9,7 +9,7 @@ export MEMOFLOW_VAR ?= $(CURDIR)/var
 TEST_TIMEOUT ?= 20m
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-deps bench fuzz lint clean
+.PHONY: all build run test test-deps bench chaos fuzz lint clean
 
 all: build
 
@@ -33,6 +33,13 @@ test-deps:
 bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./schemas/... ./stages/... ./pipeline/... 2>&1 | tee var/bench-go.txt
 	$(BIN) bench copy --records 500000 --json var/bench-copy.json
+	$(BIN) bench ingest --messages 1000000 --json var/bench-ingest.json
+	$(BIN) bench mass-send --messages 200000 --json var/bench-mass-send.json --html var/bench-mass-send.html
+
+## chaos: the full fault-tolerance scenario (1M messages, 10 stage kills, a broker kill, a ClickHouse outage).
+## CHAOS_ARGS="--messages 100000" make chaos for a shorter one; `make test` runs a short version.
+chaos: build test-deps
+	$(BIN) bench chaos --json var/chaos.json --html var/chaos.html $(CHAOS_ARGS)
 
 ## fuzz: longer fuzzing of every parser (FUZZTIME=10m make fuzz).
 fuzz:

@@ -560,3 +560,7 @@ func (r *Report) RenderHTML(w io.Writer) error {
 		ECharts template.JS
 	}{r, r.Charts(), template.JS(js)})
 }
+
+// EChartsJS returns the inlined ECharts library, for other reports (the
+// chaos scenario's) that must open offline too.
+func EChartsJS() (string, error) { return echartsJS() }

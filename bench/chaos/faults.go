@@ -122,10 +122,10 @@ type ClickHouseControl interface {
 	Start(ctx context.Context) error
 }
 
-// Run injects the faults at their times (relative to now) until the
+// RunFaults injects the faults at their times (relative to now) until the
 // schedule is done or ctx ends. Faults run one after another: a fault
 // falling due while the previous one still recovers waits for it.
-func Run(ctx context.Context, topo *Topology, ch ClickHouseControl, plan []Fault, tl *Timeline) error {
+func RunFaults(ctx context.Context, topo *Topology, ch ClickHouseControl, plan []Fault, tl *Timeline) error {
 	start := time.Now()
 	for _, f := range plan {
 		if d := time.Until(start.Add(f.At)); d > 0 {
