@@ -28,7 +28,6 @@ func buildBinary(t *testing.T, dir string) string {
 	return bin
 }
 
-
 // TestChaosShort is the CI version of the chaos scenario (Run): the broker
 // and every stage as separate processes (two replicas of validate and
 // deliver), a ClickHouse server of the run's own, a recipient simulator;
