@@ -19,7 +19,6 @@ const (
 	TopicHeld      = "memo.held"       // messages held until their value date (schedule's changelog)
 	TopicReady     = "memo.ready"      // released for routing (schedule → route)
 	TopicRouted    = "memo.routed"     // routed, key = destination system (route → deliver)
-	TopicRetry     = "memo.retry"      // delivery attempts due later (deliver → deliver)
 	TopicEvents    = "memo.events"     // lifecycle events, metadata only (every stage → eventlog)
 	TopicReceipts  = "memo.receipts"   // technical and business receipts to senders
 	TopicRegistry  = "memo.registry"   // registry changes, compacted (admin → route, deliver, ingest)
@@ -55,7 +54,6 @@ var Catalogue = []TopicSpec{
 	{Name: TopicHeld, Compacted: true, Purpose: "messages held until their value date, and their releases and recalls (schedule's changelog, key messageUUID, partitioned like memo.valid)"},
 	{Name: TopicReady, Purpose: "messages due for routing"},
 	{Name: TopicRouted, Purpose: "messages with their destination system, partitioned by destination"},
-	{Name: TopicRetry, Purpose: "delivery attempts scheduled for later"},
 	{Name: TopicEvents, Purpose: "lifecycle and admin events (metadata only) for the ClickHouse event log"},
 	{Name: TopicReceipts, Purpose: "technical and business receipts for sender systems"},
 	{Name: TopicRegistry, Compacted: true, Purpose: "organisations, systems, contact structures (source of truth)"},
