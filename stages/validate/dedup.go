@@ -35,13 +35,15 @@ import (
 // The window: the index keeps the newest MaxEntries uuids (and the topic
 // keeps Retention); older uuids are forgotten and would be accepted again.
 type Dedup struct {
-	cl     *kgo.Client
-	adm    *kadm.Client
-	topic  string
-	log    *slog.Logger
-	max    int
-	cancel context.CancelFunc
-	done   chan struct{}
+	opts    []kgo.Opt     // the connection options, for gap checks
+	gapWait time.Duration // how long a gap check waits for a record
+	cl      *kgo.Client
+	adm     *kadm.Client
+	topic   string
+	log     *slog.Logger
+	max     int
+	cancel  context.CancelFunc
+	done    chan struct{}
 
 	mu   sync.Mutex
 	cond *sync.Cond
@@ -88,7 +90,7 @@ func NewDedup(opts []kgo.Opt, cfg DedupConfig, log *slog.Logger) (*Dedup, error)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Dedup{
-		cl: cl, adm: kadm.NewClient(cl), topic: cfg.Topic, log: log, max: cfg.MaxEntries,
+		opts: opts, gapWait: 10 * time.Second, cl: cl, adm: kadm.NewClient(cl), topic: cfg.Topic, log: log, max: cfg.MaxEntries,
 		cancel: cancel, done: make(chan struct{}),
 		idx: make(map[[16]byte]dedupEntry), next: map[int32]int64{},
 	}
@@ -172,21 +174,32 @@ func (d *Dedup) Sync(ctx context.Context, partitions map[int32]bool) error {
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
-	stop := context.AfterFunc(ctx, func() { d.mu.Lock(); d.cond.Broadcast(); d.mu.Unlock() })
+	wake := func() { d.mu.Lock(); d.cond.Broadcast(); d.mu.Unlock() }
+	stop := context.AfterFunc(ctx, wake)
 	defer stop()
-	timer := time.AfterFunc(time.Until(deadline), func() { d.mu.Lock(); d.cond.Broadcast(); d.mu.Unlock() })
+	timer := time.AfterFunc(time.Until(deadline), wake)
 	defer timer.Stop()
+	// A stalled partition gets a gap check (see confirmGap) after
+	// stallAfter without progress.
+	const stallAfter = 5 * time.Second
+	stallTimer := time.AfterFunc(stallAfter, wake)
+	defer stallTimer.Stop()
+	progress := time.Now()
+	last := map[int32]int64{}
+	checked := map[int32]bool{}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		behind := false
+		var behind []int32
 		for p, off := range target {
 			if d.next[p] < off {
-				behind = true
-				break
+				behind = append(behind, p)
+				if d.next[p] != last[p] {
+					last[p], progress = d.next[p], time.Now()
+				}
 			}
 		}
-		if !behind {
+		if len(behind) == 0 {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -195,7 +208,72 @@ func (d *Dedup) Sync(ctx context.Context, partitions map[int32]bool) error {
 		if time.Now().After(deadline) {
 			return pipeline.Transient(errors.New("dedup: the index did not catch up with memo.dedup within 30s"))
 		}
+		if time.Since(progress) >= stallAfter {
+			for _, p := range behind {
+				if checked[p] {
+					continue
+				}
+				checked[p] = true
+				from, to := d.next[p], target[p]
+				d.mu.Unlock()
+				gap, err := d.confirmGap(ctx, p, from, to)
+				d.mu.Lock()
+				if err != nil {
+					d.log.Warn("dedup: gap check failed", "partition", p, "err", err)
+					continue
+				}
+				if gap && d.next[p] < to {
+					d.log.Warn("dedup: no committed record between the tail and the last stable offset; moving past them (an aborted transaction whose markers are missing)",
+						"partition", p, "from", from, "to", to)
+					d.next[p] = to
+				}
+			}
+			progress = time.Now()
+			stallTimer.Reset(stallAfter)
+		}
 		d.cond.Wait()
+	}
+}
+
+// confirmGap reports whether partition p of the dedup topic has no record
+// a read_committed consumer returns (data or control) in [from, to). The
+// tail counts its progress by the records it receives, so a range of
+// aborted data whose abort marker is missing (a broker that crashed
+// mid-transaction and aborted it on restart without writing markers, as
+// the embedded broker can) would stall it forever, although a consumer's
+// position moves past it. A fresh consumer from `from` that receives
+// nothing below `to` proves the range holds nothing to index.
+func (d *Dedup) confirmGap(ctx context.Context, p int32, from, to int64) (bool, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, d.opts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{d.topic: {p: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return false, err
+	}
+	defer cl.Close()
+	pctx, cancel := context.WithTimeout(ctx, d.gapWait)
+	defer cancel()
+	for {
+		f := cl.PollFetches(pctx)
+		if pctx.Err() != nil {
+			// Nothing below `to` within the wait: the range is empty
+			// for read_committed readers, unless the caller gave up.
+			return ctx.Err() == nil, ctx.Err()
+		}
+		if err := f.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return false, err
+		}
+		found := false
+		f.EachRecord(func(r *kgo.Record) {
+			if r.Offset < to {
+				found = true
+			}
+		})
+		if found {
+			return false, nil
+		}
 	}
 }
 
