@@ -82,3 +82,45 @@ func TestBatchLimiter(t *testing.T) {
 		t.Fatalf("largest batch %d, want 1..7", l)
 	}
 }
+
+// EmptyForReadCommitted: a range with committed records is not empty; a
+// range past the last record is; an aborted transaction's range is not
+// (its abort marker is received).
+func TestEmptyForReadCommitted(t *testing.T) {
+	_, kc := newCluster(t, 1, "t")
+	produceN(t, kc, "t", 0, 5)
+	opts := []kgo.Opt{kgo.SeedBrokers(kc.BrokerList()...)}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		from, to int64
+		empty    bool
+	}{
+		{0, 5, false},
+		{4, 5, false},
+		{5, 5, true},
+		{5, 9, true}, // nothing there (yet)
+	} {
+		got, err := EmptyForReadCommitted(ctx, opts, "t", 0, tc.from, tc.to, 500*time.Millisecond)
+		if err != nil || got != tc.empty {
+			t.Errorf("[%d, %d): empty = %v, %v; want %v", tc.from, tc.to, got, err, tc.empty)
+		}
+	}
+	// An aborted transaction: data records skipped, the abort marker kept.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.BrokerList()...), kgo.TransactionalID("gap-test"), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("aborted")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := EmptyForReadCommitted(ctx, opts, "t", 0, 5, 7, 2*time.Second); err != nil || got {
+		t.Errorf("aborted transaction with its marker: empty = %v, %v; want false (the marker is received)", got, err)
+	}
+}

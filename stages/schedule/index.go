@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/memoflow/memoflow/pipeline"
 )
 
 // index is the on-disk view of memo.held for the partitions this replica
@@ -265,8 +267,10 @@ func (ix *index) tail(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 			}
 			for p, off := range next {
 				if ix.open[p] {
-					ix.next[p] = off
-					if t, ok := ix.rebuildTo[p]; ok && off >= t {
+					// syncTo may have moved past a range no consumer
+					// receives (see pipeline.EmptyForReadCommitted).
+					ix.next[p] = max(ix.next[p], off)
+					if t, ok := ix.rebuildTo[p]; ok && ix.next[p] >= t {
 						delete(ix.rebuildTo, p)
 						ix.rebuilt++
 					}
@@ -352,6 +356,12 @@ func (ix *index) syncTo(ctx context.Context, targets map[int32]int64, timeout ti
 	defer stop()
 	timer := time.AfterFunc(timeout, wake)
 	defer timer.Stop()
+	// A partition that makes no progress for stallAfter gets one check
+	// for a range no read_committed consumer receives.
+	const stallAfter = 5 * time.Second
+	stallTimer := time.AfterFunc(stallAfter, wake)
+	defer stallTimer.Stop()
+	progress, last, checked := time.Now(), map[int32]int64{}, map[int32]bool{}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for {
@@ -365,8 +375,26 @@ func (ix *index) syncTo(ctx context.Context, targets map[int32]int64, timeout ti
 			}
 			if ix.next[p] < off {
 				behind = p
+				if ix.next[p] != last[p] {
+					last[p], progress = ix.next[p], time.Now()
+				}
 				break
 			}
+		}
+		if behind >= 0 && !checked[behind] && time.Since(progress) >= stallAfter {
+			checked[behind] = true
+			from, to := ix.next[behind], targets[behind]
+			ix.mu.Unlock()
+			empty, err := pipeline.EmptyForReadCommitted(ctx, ix.opts, ix.topic, behind, from, to, 10*time.Second)
+			ix.mu.Lock()
+			if err == nil && empty && ix.next[behind] < to {
+				ix.log.Warn("schedule index: no committed record between the tail and the target; moving past them (an aborted transaction whose markers are missing)",
+					"partition", behind, "from", from, "to", to)
+				ix.next[behind] = to
+			}
+			progress = time.Now()
+			stallTimer.Reset(stallAfter)
+			continue
 		}
 		if behind < 0 {
 			return nil

@@ -235,46 +235,9 @@ func (d *Dedup) Sync(ctx context.Context, partitions map[int32]bool) error {
 	}
 }
 
-// confirmGap reports whether partition p of the dedup topic has no record
-// a read_committed consumer returns (data or control) in [from, to). The
-// tail counts its progress by the records it receives, so a range of
-// aborted data whose abort marker is missing (a broker that crashed
-// mid-transaction and aborted it on restart without writing markers, as
-// the embedded broker can) would stall it forever, although a consumer's
-// position moves past it. A fresh consumer from `from` that receives
-// nothing below `to` proves the range holds nothing to index.
+// confirmGap: see pipeline.EmptyForReadCommitted.
 func (d *Dedup) confirmGap(ctx context.Context, p int32, from, to int64) (bool, error) {
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, d.opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{d.topic: {p: kgo.NewOffset().At(from)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return false, err
-	}
-	defer cl.Close()
-	pctx, cancel := context.WithTimeout(ctx, d.gapWait)
-	defer cancel()
-	for {
-		f := cl.PollFetches(pctx)
-		if pctx.Err() != nil {
-			// Nothing below `to` within the wait: the range is empty
-			// for read_committed readers, unless the caller gave up.
-			return ctx.Err() == nil, ctx.Err()
-		}
-		if err := f.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return false, err
-		}
-		found := false
-		f.EachRecord(func(r *kgo.Record) {
-			if r.Offset < to {
-				found = true
-			}
-		})
-		if found {
-			return false, nil
-		}
-	}
+	return pipeline.EmptyForReadCommitted(ctx, d.opts, d.topic, p, from, to, d.gapWait)
 }
 
 // verdict is what Check decided for one record.
