@@ -27,14 +27,23 @@ func dropExpired(ctx context.Context, conn driver.Conn, database string, retenti
 	if err := (Options{Database: database, Retention: retention}).Validate(); err != nil {
 		return nil, err
 	}
-	// Rows with event_date before cutoff are expired.
+	return DropExpiredMonths(ctx, conn, database, EventsTable, retention, now)
+}
+
+// DropExpiredMonths drops the monthly partitions (toYYYYMM) of
+// database.table whose last day is older than retention at now, and
+// returns their ids. Every table of the event log that is partitioned by
+// month (events, its lookup table) is dropped by this one rule, so they
+// keep the same months.
+func DropExpiredMonths(ctx context.Context, conn driver.Conn, database, table string, retention time.Duration, now time.Time) ([]string, error) {
+	// Rows with a date before cutoff are expired.
 	y, m, d := now.UTC().Date()
 	cutoff := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -retentionDays(retention))
 
 	rows, err := conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
-		database, EventsTable)
+		database, table)
 	if err != nil {
-		return nil, fmt.Errorf("list partitions of %s.%s: %w", database, EventsTable, chconn.Classify(err))
+		return nil, fmt.Errorf("list partitions of %s.%s: %w", database, table, chconn.Classify(err))
 	}
 	var parts []string
 	for rows.Next() {
@@ -55,15 +64,15 @@ func dropExpired(ctx context.Context, conn driver.Conn, database string, retenti
 	for _, p := range parts {
 		yyyymm, err := strconv.Atoi(p)
 		if err != nil || yyyymm < 100001 || yyyymm%100 < 1 || yyyymm%100 > 12 {
-			return dropped, fmt.Errorf("%s.%s has partition %q, not YYYYMM: is it partitioned by toYYYYMM(event_date)?", database, EventsTable, p)
+			return dropped, fmt.Errorf("%s.%s has partition %q, not YYYYMM: is it partitioned by toYYYYMM of a date?", database, table, p)
 		}
 		nextMonth := time.Date(yyyymm/100, time.Month(yyyymm%100)+1, 1, 0, 0, 0, 0, time.UTC)
 		if nextMonth.After(cutoff) {
 			continue // the month still has rows inside the retention
 		}
 		// The partition id is a number, so it is spliced, not quoted.
-		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %d", database, EventsTable, yyyymm)); err != nil {
-			return dropped, fmt.Errorf("drop partition %d of %s.%s: %w", yyyymm, database, EventsTable, chconn.Classify(err))
+		if err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %d", database, table, yyyymm)); err != nil {
+			return dropped, fmt.Errorf("drop partition %d of %s.%s: %w", yyyymm, database, table, chconn.Classify(err))
 		}
 		dropped = append(dropped, p)
 	}

@@ -2,16 +2,12 @@ package eventquery
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sort"
-	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/schemas/chddl"
 )
 
@@ -127,41 +123,5 @@ func retentionDays(d time.Duration) int { return int((d + 24*time.Hour - 1) / (2
 // chddl.DropExpiredPartitions applies to events: a month goes once its
 // last day is older than the retention.
 func (r *Retention) dropLookup(ctx context.Context, now time.Time) ([]string, error) {
-	y, m, d := now.UTC().Date()
-	cutoff := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -retentionDays(r.cfg.Retention))
-	rows, err := r.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
-		r.cfg.Database, LookupTable)
-	if err != nil {
-		return nil, fmt.Errorf("list partitions of %s.%s: %w", r.cfg.Database, LookupTable, chconn.Classify(err))
-	}
-	var parts []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		parts = append(parts, p)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, chconn.Classify(err)
-	}
-	sort.Strings(parts)
-	var dropped []string
-	for _, p := range parts {
-		yyyymm, err := strconv.Atoi(p)
-		if err != nil || yyyymm%100 < 1 || yyyymm%100 > 12 {
-			return dropped, fmt.Errorf("%s.%s has partition %q, not YYYYMM", r.cfg.Database, LookupTable, p)
-		}
-		next := time.Date(yyyymm/100, time.Month(yyyymm%100)+1, 1, 0, 0, 0, 0, time.UTC)
-		if next.After(cutoff) {
-			continue
-		}
-		if err := r.conn.Exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DROP PARTITION %d", r.cfg.Database, LookupTable, yyyymm)); err != nil {
-			return dropped, fmt.Errorf("drop partition %d of %s.%s: %w", yyyymm, r.cfg.Database, LookupTable, chconn.Classify(err))
-		}
-		dropped = append(dropped, p)
-	}
-	return dropped, nil
+	return chddl.DropExpiredMonths(ctx, r.conn, r.cfg.Database, LookupTable, r.cfg.Retention, now)
 }
