@@ -313,9 +313,11 @@ func allDigits(s string, n int) bool {
 	return true
 }
 
-// IsUUIDv4 reports whether s is an RFC 4122 version-4 UUID in its
-// hyphenated form (either case).
-func IsUUIDv4(s string) bool {
+// IsUUID reports whether s has the hyphenated UUID form, 8-4-4-4-12 hex
+// digits of either case, whatever its version: the shape every API path
+// parameter and file name made from a messageUUID is checked against (so
+// nothing else, no slash or dot, passes).
+func IsUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}
@@ -330,6 +332,15 @@ func IsUUIDv4(s string) bool {
 				return false
 			}
 		}
+	}
+	return true
+}
+
+// IsUUIDv4 reports whether s is an RFC 4122 version-4 UUID in its
+// hyphenated form (either case).
+func IsUUIDv4(s string) bool {
+	if !IsUUID(s) {
+		return false
 	}
 	variant := s[19] | 0x20
 	return s[14] == '4' && (variant == '8' || variant == '9' || variant == 'a' || variant == 'b')

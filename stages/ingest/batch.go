@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/internal/auth"
+	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
 	"github.com/memoflow/memoflow/stages/ingest/archive"
 )
@@ -93,7 +94,7 @@ func (a *API) submitBatch(w http.ResponseWriter, r *http.Request, p *auth.Princi
 			uuid = m.Header.MessageUUID
 		}
 		if rj == nil {
-			if !isUUID(uuid) {
+			if !memo.IsUUID(uuid) {
 				rj = reject(CodeUUIDInvalid, "entry %s: messageUUID %q is not a UUID", e.Name, uuid)
 			} else if _, dup := seen[uuid]; dup {
 				rj = reject(CodeDuplicateInBatch, "entry %s: messageUUID %s appears earlier in this batch", e.Name, uuid)

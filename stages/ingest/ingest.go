@@ -164,7 +164,7 @@ func (a *API) submitOne(w http.ResponseWriter, r *http.Request, p *auth.Principa
 		a.answer(w, tid, "", reject(CodeUUIDMissing, "give the message's uuid as ?memo-message-uuid="))
 		return
 	}
-	if !isUUID(uuid) {
+	if !memo.IsUUID(uuid) {
 		a.answer(w, tid, uuid, reject(CodeUUIDInvalid, "memo-message-uuid %q is not a UUID", uuid))
 		return
 	}
@@ -339,24 +339,4 @@ func newUUID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
-}
-
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

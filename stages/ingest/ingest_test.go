@@ -22,6 +22,7 @@ import (
 	"github.com/memoflow/memoflow/internal/auth"
 	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
 )
 
@@ -205,14 +206,14 @@ func TestUUIDs(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
 		u := newUUID()
-		if !isUUID(u) || u[14] != '4' || seen[u] {
+		if !memo.IsUUID(u) || u[14] != '4' || seen[u] {
 			t.Fatalf("bad uuid %s", u)
 		}
 		seen[u] = true
 	}
 	for _, s := range []string{"", "8c2ea15d61fb4ba9936642f8b194c114", fmt.Sprint(strings.Repeat("g", 36))} {
-		if isUUID(s) {
-			t.Errorf("isUUID(%q) = true", s)
+		if memo.IsUUID(s) {
+			t.Errorf("memo.IsUUID(%q) = true", s)
 		}
 	}
 }

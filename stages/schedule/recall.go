@@ -16,6 +16,7 @@ import (
 
 	"github.com/memoflow/memoflow/internal/auth"
 	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/schemas/memo"
 )
 
 // APIConfig configures the recall API.
@@ -131,7 +132,7 @@ type answer struct {
 func (a *API) recall(w http.ResponseWriter, r *http.Request) {
 	p := auth.FromContext(r.Context())
 	uuid := r.PathValue("messageUUID")
-	if !isUUID(uuid) {
+	if !memo.IsUUID(uuid) {
 		writeAnswer(w, http.StatusBadRequest, answer{MessageUUID: uuid, ErrorCode: CodeRecallBadUUID, ErrorMessage: "messageUUID " + quote(uuid) + " is not a UUID"})
 		return
 	}
@@ -208,26 +209,6 @@ func quote(s string) string {
 		s = s[:64] + "…"
 	}
 	return fmt.Sprintf("%q", s)
-}
-
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func newRequestID() string {

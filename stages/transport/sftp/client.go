@@ -18,6 +18,7 @@ import (
 	pkgsftp "github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	memoschema "github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/stages/transport"
 )
 
@@ -151,7 +152,7 @@ func (p *pool) closeIdle() {
 // server. nil means the file is there with exactly these bytes (also when
 // an earlier attempt put it there); otherwise a *transport.Error.
 func (c *Client) Deliver(ctx context.Context, t *Target, messageUUID string, memo []byte) error {
-	if !validUUID(messageUUID) {
+	if !memoschema.IsUUID(messageUUID) {
 		return transport.Permanentf(Proto, transport.CodeBadMessage, "messageUUID %q is not a UUID", messageUUID)
 	}
 	if len(memo) == 0 {
@@ -428,26 +429,4 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// validUUID accepts 8-4-4-4-12 hex digits: the messageUUID names a file,
-// so nothing else (no slash, no dot) may pass.
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }

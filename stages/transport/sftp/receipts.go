@@ -15,6 +15,8 @@ import (
 
 	"github.com/memoflow/memoflow/schemas/records"
 	"github.com/memoflow/memoflow/stages/transport"
+
+	memoschema "github.com/memoflow/memoflow/schemas/memo"
 )
 
 // Receipt files: the recipient system writes one business receipt per
@@ -154,7 +156,7 @@ func (c *Client) readReceipt(x *conn, file string, size int64) (*records.Receipt
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, bad("not receipt JSON (%v)", err)
 	}
-	if !validUUID(r.MessageUUID) {
+	if !memoschema.IsUUID(r.MessageUUID) {
 		return nil, bad("messageUUID %q is not a UUID", r.MessageUUID)
 	}
 	switch r.ReceiptStatus {

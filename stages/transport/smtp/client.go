@@ -14,6 +14,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	memoschema "github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/stages/transport"
 )
 
@@ -85,7 +86,7 @@ func (c *Client) Close() error {
 // the repeat carries the same Message-ID and X-Memo-Message-UUID, by
 // which the receiver drops it.
 func (c *Client) Deliver(ctx context.Context, t *Target, messageUUID string, memo []byte) error {
-	if !validUUID(messageUUID) {
+	if !memoschema.IsUUID(messageUUID) {
 		return transport.Permanentf(Proto, transport.CodeBadMessage, "messageUUID %q is not a UUID", messageUUID)
 	}
 	if len(memo) == 0 {
@@ -279,25 +280,4 @@ func (c *Client) classify(t *Target, step string, err error) *transport.Error {
 			"%s (%s): the server's TLS certificate does not verify: %v", t.SystemID, t.Addr, err)
 	}
 	return transport.NetError(Proto, fmt.Errorf("%s (%s) %s: %w", t.SystemID, t.Addr, step, err))
-}
-
-// validUUID accepts 8-4-4-4-12 hex digits (it names the attachment).
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		ch := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if ch != '-' {
-				return false
-			}
-		default:
-			if !(ch >= '0' && ch <= '9' || ch >= 'a' && ch <= 'f' || ch >= 'A' && ch <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
