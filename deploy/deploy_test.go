@@ -403,6 +403,9 @@ func TestComposeMemoflowServices(t *testing.T) {
 		}
 		keys := envKeys(s.Environment)
 		checkCommandLine(t, "compose service "+name, args, keys)
+		if args[0] == "sim" {
+			continue // a test tool (the recipient simulator), not a stage
+		}
 		// Only MEMOFLOW_* configure memoflow: anything else is a typo.
 		for _, k := range keys {
 			if !strings.HasPrefix(k, "MEMOFLOW_") {
@@ -1130,8 +1133,8 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 		}
 	}
 	for name, s := range memoflowServices(t, p) {
-		if s.Restart == "no" {
-			continue // one-shot jobs (topics apply) have nothing to scrape
+		if s.Restart == "no" || len(s.Command) > 0 && s.Command[0] == "sim" {
+			continue // one-shot jobs (topics apply) and the simulator have nothing to scrape
 		}
 		if !targets[name+":8080"] {
 			t.Errorf("job memoflow does not scrape %s:8080", name)
