@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"flag"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -105,8 +106,14 @@ func (p *pushSetup) batch(n int) (time.Duration, int) {
 // whole run (the first batch waits up to two timeouts while the circuits
 // open, so this ratio grows with the run's length) and in the steady state
 // (the batches after the first).
+var (
+	benchSystems  = flag.Int("deliver.systems", 200, "BenchmarkPush: recipient systems")
+	benchMessages = flag.Int("deliver.messages", 20000, "BenchmarkPush: messages per setup (in batches of 2000)")
+)
+
 func BenchmarkPush(b *testing.B) {
-	const systems, batches, size = 200, 10, 2000
+	const size = 2000
+	systems, batches := *benchSystems, max(2, *benchMessages/size)
 	for b.Loop() {
 		ok, bad := newPushSetup(b, systems, 0), newPushSetup(b, systems, systems/10)
 		var okAll, badAll, okSteady, badSteady time.Duration
