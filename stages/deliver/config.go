@@ -40,6 +40,11 @@ type Config struct {
 	// BreakerCooldown: its messages are rescheduled without a call.
 	BreakerFailures int           `yaml:"breaker_failures"`
 	BreakerCooldown time.Duration `yaml:"breaker_cooldown"`
+	// BreakerTimeouts: this many consecutive timeouts (the calls still in
+	// flight when one times out count too) open the circuit. A hanging
+	// system costs every batch that calls it a whole timeout, so it is
+	// cut off sooner than one that answers errors.
+	BreakerTimeouts int `yaml:"breaker_timeouts"`
 	// RetryPollRecords bounds one poll of the retry consumer.
 	RetryPollRecords int `yaml:"retry_poll_records"`
 	// BatchRecords bounds the records of one sink batch (below the
@@ -66,6 +71,7 @@ func DefaultConfig() Config {
 		Workers:          256,
 		BreakerFailures:  5,
 		BreakerCooldown:  30 * time.Second,
+		BreakerTimeouts:  2,
 		RetryPollRecords: 1000,
 		BatchRecords:     500,
 		MaxIdle:          time.Second,
@@ -83,6 +89,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.PerSystem, "deliver-per-system", d.PerSystem, "pushes in flight per recipient system")
 	fs.IntVar(&c.Workers, "deliver-workers", d.Workers, "pushes in flight over all recipient systems")
 	fs.IntVar(&c.BreakerFailures, "deliver-breaker-failures", d.BreakerFailures, "consecutive failures that open a system's circuit")
+	fs.IntVar(&c.BreakerTimeouts, "deliver-breaker-timeouts", d.BreakerTimeouts, "consecutive timeouts (calls in flight included) that open a system's circuit")
 	fs.DurationVar(&c.BreakerCooldown, "deliver-breaker-cooldown", d.BreakerCooldown, "how long an open circuit stays open before one probe")
 	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
 	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch; a crash can repeat the pushes of one batch (same idempotency keys)")
@@ -114,6 +121,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("deliver.workers: %d is below per_system %d; raise it", c.Workers, c.PerSystem)
 	case c.BreakerFailures < 1:
 		return errors.New("deliver.breaker_failures: must be at least 1")
+	case c.BreakerTimeouts < 1:
+		return errors.New("deliver.breaker_timeouts: must be at least 1")
 	case c.BreakerCooldown <= 0:
 		return errors.New("deliver.breaker_cooldown: must be positive, e.g. 30s")
 	case c.RetryPollRecords < 1:

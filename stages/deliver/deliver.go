@@ -272,9 +272,10 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	aerr = push(pctx, d.client, &sys, env.MessageUUID, int(env.Attempt)+1, "application/xml", body)
 	cancel()
-	hanging := 0
+	hanging, threshold := 0, d.cfg.BreakerFailures
 	if aerr != nil && aerr.Code == CodeTimeout {
 		hanging = len(g.sem) - 1 // the others in flight, not this one
+		threshold = min(threshold, d.cfg.BreakerTimeouts)
 	}
 	<-d.workers
 	<-g.sem
@@ -286,7 +287,7 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 		return
 	}
 	now := d.now()
-	g.result(aerr == nil, now, d.cfg.BreakerFailures, d.cfg.BreakerCooldown, hanging)
+	g.result(aerr == nil, now, threshold, d.cfg.BreakerCooldown, hanging)
 	if aerr != nil {
 		d.failed(ctx, it, &sys, aerr, false)
 		return

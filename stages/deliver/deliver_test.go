@@ -375,3 +375,40 @@ func TestClaimCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestHangingSystemCircuit: two timeouts (a call and the one in flight
+// beside it) open a hanging system's circuit, whatever BreakerFailures
+// says for errors; the next batch does not wait for it. With a system
+// getting two messages a batch (1,000 systems, batches of 2,000), waiting
+// for five failures cost three whole timeouts.
+func TestHangingSystemCircuit(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{})
+	var ss []System
+	for i := range 10 {
+		ss = append(ss, pushSystem("s"+itoa(i), base))
+	}
+	sim.SetLatency("s0", 10*time.Second)
+	cfg := testConfig()
+	cfg.Timeout = time.Second
+	cfg.BreakerFailures = 5
+	cfg.BreakerTimeouts = 2
+	d, err := NewDeliverer(cfg, NewStaticSystems(ss...), testPseudo(t), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(off int) time.Duration {
+		var items []*item
+		for i := range 20 { // two messages per system
+			items = append(items, &item{env: *testEnv(off+i, ss[i%10].ID)})
+		}
+		start := time.Now()
+		d.run(context.Background(), items)
+		return time.Since(start)
+	}
+	if first := batch(0); first < cfg.Timeout {
+		t.Fatalf("first batch took %v; s0 should have cost one timeout", first)
+	}
+	if second := batch(1000); second > cfg.Timeout/2 {
+		t.Fatalf("second batch took %v: the hanging system's circuit did not open after two timeouts", second)
+	}
+}
