@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/memoflow/memoflow/internal/wire"
 )
 
 // Message types and recipient id types, as small numbers on the wire.
@@ -67,17 +69,17 @@ var ErrMalformed = errors.New("malformed envelope")
 // times as varints, the hash as 32 raw bytes, flags as one byte.
 func (e *Envelope) Append(dst []byte) []byte {
 	dst = append(dst, formatV1)
-	dst = appendStr(dst, e.MessageUUID)
-	dst = appendStr(dst, e.MessageID)
-	dst = appendStr(dst, e.TransmissionID)
+	dst = wire.AppendStr(dst, e.MessageUUID)
+	dst = wire.AppendStr(dst, e.MessageID)
+	dst = wire.AppendStr(dst, e.TransmissionID)
 	dst = append(dst, e.MemoVersion, e.MessageType)
-	dst = appendStr(dst, e.PostType)
-	dst = appendStr(dst, e.Label)
-	dst = appendStr(dst, e.SenderOrg)
-	dst = appendStr(dst, e.SenderSystem)
+	dst = wire.AppendStr(dst, e.PostType)
+	dst = wire.AppendStr(dst, e.Label)
+	dst = wire.AppendStr(dst, e.SenderOrg)
+	dst = wire.AppendStr(dst, e.SenderSystem)
 	dst = append(dst, e.RecipientType)
-	dst = appendStr(dst, e.RecipientID)
-	dst = appendStr(dst, e.ContactPointID)
+	dst = wire.AppendStr(dst, e.RecipientID)
+	dst = wire.AppendStr(dst, e.ContactPointID)
 	dst = binary.AppendUvarint(dst, uint64(e.ValueDate))
 	dst = binary.AppendVarint(dst, e.ReceivedAtMs)
 	dst = binary.AppendUvarint(dst, e.Size)
@@ -88,8 +90,8 @@ func (e *Envelope) Append(dst []byte) []byte {
 	}
 	dst = append(dst, flags)
 	dst = append(dst, e.ContentSHA256[:]...)
-	dst = appendStr(dst, e.BlobKey)
-	dst = appendStr(dst, e.Destination)
+	dst = wire.AppendStr(dst, e.BlobKey)
+	dst = wire.AppendStr(dst, e.Destination)
 	dst = append(dst, e.DestinationProtocol, e.WantVersion)
 	dst = binary.AppendUvarint(dst, uint64(e.Attempt))
 	dst = binary.AppendVarint(dst, e.NextAttemptMs)
@@ -107,111 +109,43 @@ func (e *Envelope) EncodedLen() int {
 // Decode fills e from b. Header strings are copied; Body aliases b, so b
 // must not be reused while e lives.
 func (e *Envelope) Decode(b []byte) error {
-	d := decoder{b: b}
-	if v := d.byte(); v != formatV1 && d.err == nil {
+	d := wire.Decoder{B: b, Malformed: ErrMalformed}
+	if v := d.Byte(); v != formatV1 && d.Err == nil {
 		return fmt.Errorf("%w: unknown format %d", ErrMalformed, v)
 	}
-	str := d.str
+	str := func() string { return d.Str(1 << 20) }
 	e.MessageUUID = str()
 	e.MessageID = str()
 	e.TransmissionID = str()
-	e.MemoVersion = d.byte()
-	e.MessageType = d.byte()
+	e.MemoVersion = d.Byte()
+	e.MessageType = d.Byte()
 	e.PostType = str()
 	e.Label = str()
 	e.SenderOrg = str()
 	e.SenderSystem = str()
-	e.RecipientType = d.byte()
+	e.RecipientType = d.Byte()
 	e.RecipientID = str()
 	e.ContactPointID = str()
-	e.ValueDate = uint32(d.uvarint(1 << 32))
-	e.ReceivedAtMs = d.varint()
-	e.Size = d.uvarint(1 << 40)
-	e.Attachments = uint16(d.uvarint(1 << 16))
-	flags := d.byte()
+	e.ValueDate = uint32(d.Uvarint(1 << 32))
+	e.ReceivedAtMs = d.Varint()
+	e.Size = d.Uvarint(1 << 40)
+	e.Attachments = uint16(d.Uvarint(1 << 16))
+	flags := d.Byte()
 	e.MassSend = flags&1 != 0
-	copy(e.ContentSHA256[:], d.raw(32))
+	copy(e.ContentSHA256[:], d.Raw(32))
 	e.BlobKey = str()
 	e.Destination = str()
-	e.DestinationProtocol = d.byte()
-	e.WantVersion = d.byte()
-	e.Attempt = uint16(d.uvarint(1 << 16))
-	e.NextAttemptMs = d.varint()
-	n := d.uvarint(1 << 31)
-	e.Body = d.raw(int(n))
-	if d.err != nil {
-		return d.err
+	e.DestinationProtocol = d.Byte()
+	e.WantVersion = d.Byte()
+	e.Attempt = uint16(d.Uvarint(1 << 16))
+	e.NextAttemptMs = d.Varint()
+	n := d.Uvarint(1 << 31)
+	e.Body = d.Raw(int(n))
+	if d.Err != nil {
+		return d.Err
 	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	if len(d.B) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.B))
 	}
 	return nil
-}
-
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrMalformed, what)
-	}
-	d.b = nil
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail("truncated")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint(limit uint64) uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	if v >= limit {
-		d.fail("value out of range")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) raw(n int) []byte {
-	if n < 0 || len(d.b) < n {
-		d.fail("truncated")
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-// str returns a string copy. Strings are short header fields; the
-// allocation per string is acceptable next to the body, which is aliased.
-func (d *decoder) str() string {
-	n := d.uvarint(1 << 20)
-	return string(d.raw(int(n)))
 }

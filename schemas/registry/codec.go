@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/memoflow/memoflow/internal/wire"
 )
 
 // Change is the value of one memo.registry record: an entity as it is
@@ -101,7 +103,7 @@ var ErrMalformed = errors.New("malformed memo.registry value")
 func (c Change) AppendValue(dst []byte) []byte {
 	dst = append(dst, formatV1, byte(c.Entity.Kind()))
 	dst = binary.AppendVarint(dst, c.Time.UnixMilli())
-	dst = appendStr(dst, c.Actor)
+	dst = wire.AppendStr(dst, c.Actor)
 	return c.Entity.appendTo(dst)
 }
 
@@ -136,113 +138,113 @@ func DecodeRecord(r *kgo.Record) (Change, error) {
 
 // DecodeValue decodes a non-tombstone value; Key is set from the entity.
 func DecodeValue(b []byte) (Change, error) {
-	d := decoder{b: b}
+	d := wire.Decoder{B: b, Malformed: ErrMalformed}
 	var c Change
-	if f := d.byte(); f != formatV1 {
-		if d.err != nil {
-			return c, d.err
+	if f := d.Byte(); f != formatV1 {
+		if d.Err != nil {
+			return c, d.Err
 		}
 		return c, fmt.Errorf("%w: unknown format %d", ErrMalformed, f)
 	}
-	kind := Kind(d.byte())
-	c.Time = time.UnixMilli(d.varint()).UTC()
-	c.Actor = d.str()
+	kind := Kind(d.Byte())
+	c.Time = time.UnixMilli(d.Varint()).UTC()
+	c.Actor = d.Str(1 << 16)
 	var e Entity
 	switch kind {
 	case KindOrg:
 		o := &Org{}
-		o.CVR = d.str()
-		o.Name = d.str()
-		o.Type = OrgKind(d.byte())
-		o.Setup = d.byte()
+		o.CVR = d.Str(1 << 16)
+		o.Name = d.Str(1 << 16)
+		o.Type = OrgKind(d.Byte())
+		o.Setup = d.Byte()
 		e = o
 	case KindSenderSystem:
 		s := &SenderSystem{}
-		s.ID = d.str()
-		s.Org = d.str()
-		s.Name = d.str()
-		s.TokenSHA256 = d.strs()
-		s.ReceiptEndpoint = d.str()
-		s.Active = d.byte() != 0
+		s.ID = d.Str(1 << 16)
+		s.Org = d.Str(1 << 16)
+		s.Name = d.Str(1 << 16)
+		s.TokenSHA256 = d.Strs(1 << 16)
+		s.ReceiptEndpoint = d.Str(1 << 16)
+		s.Active = d.Byte() != 0
 		e = s
 	case KindSystem:
 		s := &System{}
-		s.ID = d.str()
-		s.Org = d.str()
-		s.Name = d.str()
-		s.SysKind = SystemKind(d.byte())
-		s.Protocol = Protocol(d.byte())
-		s.Endpoint = d.str()
-		s.Credentials = d.str()
-		s.ReceiptEndpoint = d.str()
-		s.MemoVersion = d.byte()
-		s.Deactivated = d.byte() != 0
-		s.Contact.Name = d.str()
-		s.Contact.Email = d.str()
-		s.Role = Role(d.byte())
+		s.ID = d.Str(1 << 16)
+		s.Org = d.Str(1 << 16)
+		s.Name = d.Str(1 << 16)
+		s.SysKind = SystemKind(d.Byte())
+		s.Protocol = Protocol(d.Byte())
+		s.Endpoint = d.Str(1 << 16)
+		s.Credentials = d.Str(1 << 16)
+		s.ReceiptEndpoint = d.Str(1 << 16)
+		s.MemoVersion = d.Byte()
+		s.Deactivated = d.Byte() != 0
+		s.Contact.Name = d.Str(1 << 16)
+		s.Contact.Email = d.Str(1 << 16)
+		s.Role = Role(d.Byte())
 		e = s
 	case KindContactGroup:
 		g := &ContactGroup{}
-		g.ID = d.str()
-		g.ParentID = d.str()
-		g.Org = d.str()
-		g.Name = d.str()
-		g.Keywords = d.strs()
-		g.Visibility = Visibility(d.byte())
+		g.ID = d.Str(1 << 16)
+		g.ParentID = d.Str(1 << 16)
+		g.Org = d.Str(1 << 16)
+		g.Name = d.Str(1 << 16)
+		g.Keywords = d.Strs(1 << 16)
+		g.Visibility = Visibility(d.Byte())
 		e = g
 	case KindContactPoint:
 		p := &ContactPoint{}
-		p.ID = d.str()
-		p.ParentID = d.str()
-		p.Org = d.str()
-		p.Name = d.str()
-		p.Keywords = d.strs()
-		p.KLE = d.strs()
-		p.FORM = d.strs()
-		p.EAN = d.strs()
-		p.SOR = d.strs()
-		p.Visibility = Visibility(d.byte())
-		if n := d.uvarint(MaxInfoFields + 1); n > 0 {
+		p.ID = d.Str(1 << 16)
+		p.ParentID = d.Str(1 << 16)
+		p.Org = d.Str(1 << 16)
+		p.Name = d.Str(1 << 16)
+		p.Keywords = d.Strs(1 << 16)
+		p.KLE = d.Strs(1 << 16)
+		p.FORM = d.Strs(1 << 16)
+		p.EAN = d.Strs(1 << 16)
+		p.SOR = d.Strs(1 << 16)
+		p.Visibility = Visibility(d.Byte())
+		if n := d.Uvarint(MaxInfoFields + 1); n > 0 {
 			p.Info = make([]InfoField, n)
 			for i := range p.Info {
-				p.Info[i].Title = d.str()
-				p.Info[i].Text = d.str()
+				p.Info[i].Title = d.Str(1 << 16)
+				p.Info[i].Text = d.Str(1 << 16)
 			}
 		}
-		p.System = d.str()
+		p.System = d.Str(1 << 16)
 		e = p
 	case KindLegacyMailbox:
 		l := &LegacyMailbox{}
-		l.Org = d.str()
-		l.Mailbox = d.str()
-		l.Subject = d.str()
-		l.ContactPoint = d.str()
+		l.Org = d.Str(1 << 16)
+		l.Mailbox = d.Str(1 << 16)
+		l.Subject = d.Str(1 << 16)
+		l.ContactPoint = d.Str(1 << 16)
 		e = l
 	case KindCitizen:
 		ci := &Citizen{}
-		ci.CPR = cprString(d.uvarint(1e10))
-		f := d.byte()
+		ci.CPR = cprString(d.Uvarint(1e10))
+		f := d.Byte()
 		ci.Status = Registration(f & 3)
 		ci.NemSMS = f&4 != 0
-		ci.Mailbox = d.str()
+		ci.Mailbox = d.Str(1 << 16)
 		e = ci
 	case KindCompany:
 		co := &Company{}
-		co.CVR = d.str()
-		co.Status = Registration(d.byte())
-		co.Mailbox = d.str()
-		co.System = d.str()
+		co.CVR = d.Str(1 << 16)
+		co.Status = Registration(d.Byte())
+		co.Mailbox = d.Str(1 << 16)
+		co.System = d.Str(1 << 16)
 		e = co
 	default:
-		if d.err == nil {
+		if d.Err == nil {
 			return c, fmt.Errorf("%w: unknown kind %d", ErrMalformed, kind)
 		}
 	}
-	if d.err != nil {
-		return c, d.err
+	if d.Err != nil {
+		return c, d.Err
 	}
-	if len(d.b) != 0 {
-		return c, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.b))
+	if len(d.B) != 0 {
+		return c, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(d.B))
 	}
 	c.Entity = e
 	c.Key = e.Key()
@@ -291,67 +293,67 @@ func CVRNumber(s string) (uint32, bool) {
 }
 
 func (o *Org) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, o.CVR)
-	dst = appendStr(dst, o.Name)
+	dst = wire.AppendStr(dst, o.CVR)
+	dst = wire.AppendStr(dst, o.Name)
 	return append(dst, byte(o.Type), o.Setup)
 }
 
 func (s *SenderSystem) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, s.ID)
-	dst = appendStr(dst, s.Org)
-	dst = appendStr(dst, s.Name)
-	dst = appendStrs(dst, s.TokenSHA256)
-	dst = appendStr(dst, s.ReceiptEndpoint)
+	dst = wire.AppendStr(dst, s.ID)
+	dst = wire.AppendStr(dst, s.Org)
+	dst = wire.AppendStr(dst, s.Name)
+	dst = wire.AppendStrs(dst, s.TokenSHA256)
+	dst = wire.AppendStr(dst, s.ReceiptEndpoint)
 	return append(dst, b2u(s.Active))
 }
 
 func (s *System) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, s.ID)
-	dst = appendStr(dst, s.Org)
-	dst = appendStr(dst, s.Name)
+	dst = wire.AppendStr(dst, s.ID)
+	dst = wire.AppendStr(dst, s.Org)
+	dst = wire.AppendStr(dst, s.Name)
 	dst = append(dst, byte(s.SysKind), byte(s.Protocol))
-	dst = appendStr(dst, s.Endpoint)
-	dst = appendStr(dst, s.Credentials)
-	dst = appendStr(dst, s.ReceiptEndpoint)
+	dst = wire.AppendStr(dst, s.Endpoint)
+	dst = wire.AppendStr(dst, s.Credentials)
+	dst = wire.AppendStr(dst, s.ReceiptEndpoint)
 	dst = append(dst, s.MemoVersion, b2u(s.Deactivated))
-	dst = appendStr(dst, s.Contact.Name)
-	dst = appendStr(dst, s.Contact.Email)
+	dst = wire.AppendStr(dst, s.Contact.Name)
+	dst = wire.AppendStr(dst, s.Contact.Email)
 	return append(dst, byte(s.Role))
 }
 
 func (g *ContactGroup) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, g.ID)
-	dst = appendStr(dst, g.ParentID)
-	dst = appendStr(dst, g.Org)
-	dst = appendStr(dst, g.Name)
-	dst = appendStrs(dst, g.Keywords)
+	dst = wire.AppendStr(dst, g.ID)
+	dst = wire.AppendStr(dst, g.ParentID)
+	dst = wire.AppendStr(dst, g.Org)
+	dst = wire.AppendStr(dst, g.Name)
+	dst = wire.AppendStrs(dst, g.Keywords)
 	return append(dst, byte(g.Visibility))
 }
 
 func (p *ContactPoint) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, p.ID)
-	dst = appendStr(dst, p.ParentID)
-	dst = appendStr(dst, p.Org)
-	dst = appendStr(dst, p.Name)
-	dst = appendStrs(dst, p.Keywords)
-	dst = appendStrs(dst, p.KLE)
-	dst = appendStrs(dst, p.FORM)
-	dst = appendStrs(dst, p.EAN)
-	dst = appendStrs(dst, p.SOR)
+	dst = wire.AppendStr(dst, p.ID)
+	dst = wire.AppendStr(dst, p.ParentID)
+	dst = wire.AppendStr(dst, p.Org)
+	dst = wire.AppendStr(dst, p.Name)
+	dst = wire.AppendStrs(dst, p.Keywords)
+	dst = wire.AppendStrs(dst, p.KLE)
+	dst = wire.AppendStrs(dst, p.FORM)
+	dst = wire.AppendStrs(dst, p.EAN)
+	dst = wire.AppendStrs(dst, p.SOR)
 	dst = append(dst, byte(p.Visibility))
 	dst = binary.AppendUvarint(dst, uint64(len(p.Info)))
 	for _, f := range p.Info {
-		dst = appendStr(dst, f.Title)
-		dst = appendStr(dst, f.Text)
+		dst = wire.AppendStr(dst, f.Title)
+		dst = wire.AppendStr(dst, f.Text)
 	}
-	return appendStr(dst, p.System)
+	return wire.AppendStr(dst, p.System)
 }
 
 func (l *LegacyMailbox) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, l.Org)
-	dst = appendStr(dst, l.Mailbox)
-	dst = appendStr(dst, l.Subject)
-	return appendStr(dst, l.ContactPoint)
+	dst = wire.AppendStr(dst, l.Org)
+	dst = wire.AppendStr(dst, l.Mailbox)
+	dst = wire.AppendStr(dst, l.Subject)
+	return wire.AppendStr(dst, l.ContactPoint)
 }
 
 func (c *Citizen) appendTo(dst []byte) []byte {
@@ -362,14 +364,14 @@ func (c *Citizen) appendTo(dst []byte) []byte {
 		f |= 4
 	}
 	dst = append(dst, f)
-	return appendStr(dst, c.Mailbox)
+	return wire.AppendStr(dst, c.Mailbox)
 }
 
 func (c *Company) appendTo(dst []byte) []byte {
-	dst = appendStr(dst, c.CVR)
+	dst = wire.AppendStr(dst, c.CVR)
 	dst = append(dst, byte(c.Status))
-	dst = appendStr(dst, c.Mailbox)
-	return appendStr(dst, c.System)
+	dst = wire.AppendStr(dst, c.Mailbox)
+	return wire.AppendStr(dst, c.System)
 }
 
 func b2u(b bool) byte {
@@ -377,100 +379,4 @@ func b2u(b bool) byte {
 		return 1
 	}
 	return 0
-}
-
-func appendStr(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
-}
-
-func appendStrs(dst []byte, ss []string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(ss)))
-	for _, s := range ss {
-		dst = appendStr(dst, s)
-	}
-	return dst
-}
-
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s", ErrMalformed, what)
-	}
-	d.b = nil
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail("truncated")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint(limit uint64) uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	if v >= limit {
-		d.fail("value out of range")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// bytes returns the next str without copying.
-func (d *decoder) bytes() []byte {
-	n := d.uvarint(1 << 16)
-	if d.err != nil {
-		return nil
-	}
-	if uint64(len(d.b)) < n {
-		d.fail("truncated")
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str() string {
-	b := d.bytes()
-	if len(b) == 0 {
-		return ""
-	}
-	return string(b)
-}
-
-// strs bounds the count by what remains, so a corrupt count cannot make it
-// allocate without limit.
-func (d *decoder) strs() []string {
-	n := d.uvarint(uint64(len(d.b)) + 1)
-	if n == 0 || d.err != nil {
-		return nil
-	}
-	out := make([]string, n)
-	for i := range out {
-		out[i] = d.str()
-	}
-	return out
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/memoflow/memoflow/internal/wire"
 )
 
 // View is the registry materialised in memory: it reads memo.registry from
@@ -264,19 +266,19 @@ func (v *View) applyRecordLocked(r *kgo.Record) error {
 
 // peekCitizen reads a citizen value in place.
 func peekCitizen(b []byte) (cpr uint64, flags byte, mailbox []byte, err error) {
-	d := decoder{b: b}
-	if d.byte() != formatV1 || Kind(d.byte()) != KindCitizen {
+	d := wire.Decoder{B: b, Malformed: ErrMalformed}
+	if d.Byte() != formatV1 || Kind(d.Byte()) != KindCitizen {
 		return 0, 0, nil, fmt.Errorf("%w: not a format-1 citizen", ErrMalformed)
 	}
-	d.varint()
-	d.bytes() // actor
-	cpr = d.uvarint(1e10)
-	flags = d.byte()
-	mailbox = d.bytes()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
+	d.Varint()
+	d.Bytes(1 << 16) // actor
+	cpr = d.Uvarint(1e10)
+	flags = d.Byte()
+	mailbox = d.Bytes(1 << 16)
+	if d.Err == nil && len(d.B) != 0 {
+		d.Fail("trailing bytes")
 	}
-	return cpr, flags, mailbox, d.err
+	return cpr, flags, mailbox, d.Err
 }
 
 func (v *View) putCitizenLocked(cpr uint64, st Registration, nemsms bool, mailbox []byte) {
