@@ -182,6 +182,16 @@ func DecodeValue(b []byte) (Change, error) {
 		s.Contact.Name = d.Str(1 << 16)
 		s.Contact.Email = d.Str(1 << 16)
 		s.Role = Role(d.Byte())
+		if len(d.B) > 0 {
+			// Fields added after the first format, written only when set.
+			s.SFTPUser = d.Str(1 << 16)
+			s.SSHHostKey = d.Str(1 << 16)
+			s.Folder = d.Str(1 << 16)
+			s.ReceiptFolder = d.Str(1 << 16)
+			s.SMTPAddress = d.Str(1 << 16)
+			s.Certificate = d.Str(1 << 17)
+			s.Template = d.Str(1 << 16)
+		}
 		e = s
 	case KindContactGroup:
 		g := &ContactGroup{}
@@ -234,6 +244,11 @@ func DecodeValue(b []byte) (Change, error) {
 		co.Status = Registration(d.Byte())
 		co.Mailbox = d.Str(1 << 16)
 		co.System = d.Str(1 << 16)
+		if len(d.B) > 0 {
+			co.Forward.Kind = ForwardKind(d.Byte())
+			co.Forward.To = d.Str(1 << 16)
+			co.Forward.Credentials = d.Str(1 << 16)
+		}
 		e = co
 	default:
 		if d.Err == nil {
@@ -318,7 +333,17 @@ func (s *System) appendTo(dst []byte) []byte {
 	dst = append(dst, s.MemoVersion, b2u(s.Deactivated))
 	dst = wire.AppendStr(dst, s.Contact.Name)
 	dst = wire.AppendStr(dst, s.Contact.Email)
-	return append(dst, byte(s.Role))
+	dst = append(dst, byte(s.Role))
+	if !s.hasExt() {
+		return dst
+	}
+	dst = wire.AppendStr(dst, s.SFTPUser)
+	dst = wire.AppendStr(dst, s.SSHHostKey)
+	dst = wire.AppendStr(dst, s.Folder)
+	dst = wire.AppendStr(dst, s.ReceiptFolder)
+	dst = wire.AppendStr(dst, s.SMTPAddress)
+	dst = wire.AppendStr(dst, s.Certificate)
+	return wire.AppendStr(dst, s.Template)
 }
 
 func (g *ContactGroup) appendTo(dst []byte) []byte {
@@ -371,7 +396,13 @@ func (c *Company) appendTo(dst []byte) []byte {
 	dst = wire.AppendStr(dst, c.CVR)
 	dst = append(dst, byte(c.Status))
 	dst = wire.AppendStr(dst, c.Mailbox)
-	return wire.AppendStr(dst, c.System)
+	dst = wire.AppendStr(dst, c.System)
+	if !c.Forward.Set() && c.Forward.To == "" && c.Forward.Credentials == "" {
+		return dst
+	}
+	dst = append(dst, byte(c.Forward.Kind))
+	dst = wire.AppendStr(dst, c.Forward.To)
+	return wire.AppendStr(dst, c.Forward.Credentials)
 }
 
 func b2u(b bool) byte {

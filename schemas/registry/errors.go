@@ -17,7 +17,7 @@ const (
 	CodeBadName         = "REGISTRY_BAD_NAME"          // name empty or above 256 characters
 	CodeBadKind         = "REGISTRY_BAD_KIND"          // unknown organisation or system kind
 	CodeBadSetup        = "REGISTRY_BAD_SETUP"         // authority setup not 1, 2 or 3; company with a setup
-	CodeBadProtocol     = "REGISTRY_BAD_PROTOCOL"      // not REST_PUSH, REST_PULL or PUBLISH_SUBSCRIBE
+	CodeBadProtocol     = "REGISTRY_BAD_PROTOCOL"      // not REST_PUSH, REST_PULL, PUBLISH_SUBSCRIBE, SFTP or SMTP; or another protocol's field set
 	CodeBadURL          = "REGISTRY_BAD_URL"           // not an absolute http(s) URL
 	CodeEndpointMissing = "REGISTRY_ENDPOINT_REQUIRED" // push and publish/subscribe need an endpoint
 	CodeCredentials     = "REGISTRY_CREDENTIALS_IN_CLEAR"
@@ -40,6 +40,10 @@ const (
 	CodeTooManySystems  = "REGISTRY_TOO_MANY_SYSTEMS"   // above 4 + 1 per authority, 1 per company
 	CodeUnknownEntity   = "REGISTRY_UNKNOWN_ENTITY"     // a referenced entity does not exist
 	CodeBadActor        = "REGISTRY_BAD_ACTOR"          // change without an actor
+	CodeBadSFTP         = "REGISTRY_BAD_SFTP"           // SFTP user, host key or folder unusable
+	CodeBadSMTP         = "REGISTRY_BAD_SMTP"           // SMTP address or certificate unusable
+	CodeBadTemplate     = "REGISTRY_BAD_TEMPLATE"       // standard-system selection malformed or pointing at no standard system
+	CodeBadForward      = "REGISTRY_BAD_FORWARD"        // company forwarding kind/target unusable
 )
 
 // Error is one validation failure: a stable code, the field it concerns

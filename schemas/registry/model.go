@@ -178,6 +178,12 @@ const (
 	SystemSMS SystemKind = 3
 	// SystemPrint is the physical-print provider for exempt citizens.
 	SystemPrint SystemKind = 4
+	// SystemStandard is a supplier's standard system (seed 001, 6.2): set
+	// up once by the supplier (Org is the supplier's CVR) with its protocol,
+	// endpoint and certificates; an authority selects it with a recipient
+	// System whose Template names it, instead of registering its own. It
+	// receives nothing by itself and has no Role.
+	SystemStandard SystemKind = 5
 )
 
 func (k SystemKind) String() string {
@@ -190,6 +196,8 @@ func (k SystemKind) String() string {
 		return "sms"
 	case SystemPrint:
 		return "print"
+	case SystemStandard:
+		return "standard"
 	}
 	return ""
 }
@@ -205,6 +213,13 @@ const (
 	RestPull Protocol = 2
 	// PublishSubscribe: a notification to the endpoint, then a fetch.
 	PublishSubscribe Protocol = 3
+	// SFTP: one file per message on the system's SFTP server, memoflow
+	// authenticated by its SSH key, the server's host key pinned in
+	// SSHHostKey (seed 003, task package 7).
+	SFTP Protocol = 4
+	// SMTP: an e-mail per message over STARTTLS, S/MIME signed with
+	// memoflow's function certificate and encrypted to Certificate.
+	SMTP Protocol = 5
 )
 
 func (p Protocol) String() string {
@@ -215,6 +230,10 @@ func (p Protocol) String() string {
 		return "REST_PULL"
 	case PublishSubscribe:
 		return "PUBLISH_SUBSCRIBE"
+	case SFTP:
+		return "SFTP"
+	case SMTP:
+		return "SMTP"
 	}
 	return ""
 }
@@ -228,6 +247,10 @@ func ParseProtocol(s string) Protocol {
 		return RestPull
 	case "PUBLISH_SUBSCRIBE":
 		return PublishSubscribe
+	case "SFTP":
+		return SFTP
+	case "SMTP":
+		return SMTP
 	}
 	return 0
 }
@@ -303,6 +326,37 @@ type System struct {
 	Deactivated     bool
 	Contact         Contact
 	Role            Role // recipient systems only
+
+	// SFTP systems: Endpoint is sftp://host[:port]. SFTPUser is the user
+	// memoflow logs in as; SSHHostKey the server's public key(s) in
+	// authorized_keys form, one per line (two while the server changes its
+	// key), never "accept any"; Folder the absolute inbox folder;
+	// ReceiptFolder, optional, where the system writes receipt files.
+	SFTPUser      string
+	SSHHostKey    string
+	Folder        string
+	ReceiptFolder string
+	// SMTP systems: Endpoint is smtp://host[:port]; SMTPAddress the
+	// system's e-mail address; Certificate its OCES certificate (PEM, or a
+	// secret:/file: reference) that messages are encrypted to.
+	SMTPAddress string
+	Certificate string
+
+	// Template, on an authority's recipient system, names the supplier's
+	// standard system it selected (kind standard): protocol, endpoint,
+	// certificates and MeMo version come from there, and this entry holds
+	// no protocol or endpoint of its own. Credentials stays the
+	// authority's own (for a pull template: the hash of the API key the
+	// authority hands back to its supplier).
+	Template string
+}
+
+// hasExt reports whether s uses any field added after the first format
+// (SFTP, SMTP, standard systems); the codec writes them only then, so
+// older values decode unchanged.
+func (s *System) hasExt() bool {
+	return s.SFTPUser != "" || s.SSHHostKey != "" || s.Folder != "" || s.ReceiptFolder != "" ||
+		s.SMTPAddress != "" || s.Certificate != "" || s.Template != ""
 }
 
 func (s *System) Kind() Kind  { return KindSystem }
@@ -312,10 +366,10 @@ func (s *System) Validate() error {
 	if err := checkID("id", s.ID); err != nil {
 		return err
 	}
-	if s.SysKind < SystemRecipient || s.SysKind > SystemPrint {
-		return errf(CodeBadKind, "kind", "system kind must be recipient, mailbox, sms or print")
+	if s.SysKind < SystemRecipient || s.SysKind > SystemStandard {
+		return errf(CodeBadKind, "kind", "system kind must be recipient, mailbox, sms, print or standard")
 	}
-	if s.Org != "" || s.SysKind == SystemRecipient {
+	if s.Org != "" || s.SysKind == SystemRecipient || s.SysKind == SystemStandard {
 		if err := checkCVR("org", s.Org); err != nil {
 			return err
 		}
@@ -323,16 +377,10 @@ func (s *System) Validate() error {
 	if err := checkName("name", s.Name); err != nil {
 		return err
 	}
-	switch s.Protocol {
-	case RestPush, PublishSubscribe:
-		if s.Endpoint == "" {
-			return errf(CodeEndpointMissing, "endpoint", "%s needs the system's endpoint URL", s.Protocol)
-		}
-	case RestPull:
-	default:
-		return errf(CodeBadProtocol, "protocol", "protocol must be REST_PUSH, REST_PULL or PUBLISH_SUBSCRIBE")
+	if s.Template != "" {
+		return s.validateSelection()
 	}
-	if err := checkURL("endpoint", s.Endpoint, false); err != nil {
+	if err := s.validateProtocol(); err != nil {
 		return err
 	}
 	if err := checkURL("receipt_endpoint", s.ReceiptEndpoint, false); err != nil {
@@ -344,6 +392,101 @@ func (s *System) Validate() error {
 	if s.MemoVersion != 11 && s.MemoVersion != 12 {
 		return errf(CodeBadVersion, "memo_version", "MeMo version wanted is 11 (1.1) or 12 (1.2), got %d", s.MemoVersion)
 	}
+	return s.validateRole()
+}
+
+// validateSelection checks an authority's system that selects a standard
+// system: only its own identity, role, contact and credentials; the rest
+// comes from the template (the Writer checks the template exists).
+func (s *System) validateSelection() error {
+	if s.SysKind != SystemRecipient {
+		return errf(CodeBadTemplate, "template", "only a recipient system selects a standard system (this one is %s)", s.SysKind)
+	}
+	if err := checkID("template", s.Template); err != nil {
+		return err
+	}
+	if s.Template == s.ID {
+		return errf(CodeBadTemplate, "template", "a system cannot select itself as its standard system")
+	}
+	if s.Protocol != 0 || s.Endpoint != "" || s.ReceiptEndpoint != "" || s.MemoVersion != 0 ||
+		s.SFTPUser != "" || s.SSHHostKey != "" || s.Folder != "" || s.ReceiptFolder != "" ||
+		s.SMTPAddress != "" || s.Certificate != "" {
+		return errf(CodeBadTemplate, "template", "a system that selects standard system %q takes protocol, endpoints, version and certificates from it; leave them empty", s.Template)
+	}
+	if err := checkCredentials(s.Credentials); err != nil {
+		return err
+	}
+	return s.validateRole()
+}
+
+// validateProtocol checks the protocol and the fields it needs; fields of
+// another protocol must be empty, so a half-migrated entry is caught.
+func (s *System) validateProtocol() error {
+	switch s.Protocol {
+	case RestPush, PublishSubscribe:
+		if s.Endpoint == "" {
+			return errf(CodeEndpointMissing, "endpoint", "%s needs the system's endpoint URL", s.Protocol)
+		}
+	case RestPull:
+	case SFTP:
+		return s.validateSFTP()
+	case SMTP:
+		return s.validateSMTP()
+	default:
+		return errf(CodeBadProtocol, "protocol", "protocol must be REST_PUSH, REST_PULL, PUBLISH_SUBSCRIBE, SFTP or SMTP")
+	}
+	if err := checkURL("endpoint", s.Endpoint, false); err != nil {
+		return err
+	}
+	return s.noTransportFields("")
+}
+
+func (s *System) noTransportFields(except string) error {
+	for _, f := range []struct{ name, proto, v string }{
+		{"sftp_user", "SFTP", s.SFTPUser}, {"ssh_host_key", "SFTP", s.SSHHostKey},
+		{"folder", "SFTP", s.Folder}, {"receipt_folder", "SFTP", s.ReceiptFolder},
+		{"smtp_address", "SMTP", s.SMTPAddress}, {"certificate", "SMTP", s.Certificate},
+	} {
+		if f.v != "" && f.proto != except {
+			return errf(CodeBadProtocol, f.name, "%s is an %s field; this system's protocol is %s", f.name, f.proto, s.Protocol)
+		}
+	}
+	return nil
+}
+
+func (s *System) validateSFTP() error {
+	if _, _, err := ParseHostPort(s.Endpoint, "sftp", 22); err != nil {
+		return errf(CodeEndpointMissing, "endpoint", "an SFTP system's endpoint is sftp://host[:port] (%v)", err)
+	}
+	if !validUser(s.SFTPUser) {
+		return errf(CodeBadSFTP, "sftp_user", "%q: the SFTP user is 1-64 of A-Z, a-z, 0-9, '.', '_', '-'", s.SFTPUser)
+	}
+	if err := checkHostKeys(s.SSHHostKey); err != nil {
+		return err
+	}
+	if !absPath(s.Folder) {
+		return errf(CodeBadSFTP, "folder", "%q: the inbox folder is an absolute path without '..' (at most 1024 bytes)", s.Folder)
+	}
+	if s.ReceiptFolder != "" && (!absPath(s.ReceiptFolder) || s.ReceiptFolder == s.Folder) {
+		return errf(CodeBadSFTP, "receipt_folder", "%q: the receipt folder is an absolute path without '..', not the inbox folder", s.ReceiptFolder)
+	}
+	return s.noTransportFields("SFTP")
+}
+
+func (s *System) validateSMTP() error {
+	if _, _, err := ParseHostPort(s.Endpoint, "smtp", 25); err != nil {
+		return errf(CodeEndpointMissing, "endpoint", "an SMTP system's endpoint is smtp://host[:port] (%v)", err)
+	}
+	if a, err := mail.ParseAddress(s.SMTPAddress); err != nil || a.Address != s.SMTPAddress {
+		return errf(CodeBadSMTP, "smtp_address", "%q is not a plain e-mail address", s.SMTPAddress)
+	}
+	if err := checkCertificate(s.Certificate); err != nil {
+		return err
+	}
+	return s.noTransportFields("SMTP")
+}
+
+func (s *System) validateRole() error {
 	if s.SysKind == SystemRecipient {
 		if s.Role < RoleRegular || s.Role > RoleCVRPost {
 			return errf(CodeBadRole, "role", "a recipient system's role is default, cvr-post or regular")
@@ -582,6 +725,94 @@ type Company struct {
 	Status  Registration
 	Mailbox string // mailbox provider system id
 	System  string // optional own recipient system id
+	// Forward, for a company without its own recipient system, sends its
+	// mailbox post on (seed 001: "Videresendelse fra Virk.dk").
+	Forward Forwarding
+}
+
+// ForwardKind says where a company's mailbox post is forwarded.
+type ForwardKind uint8
+
+const (
+	// ForwardSecureMailbox forwards to a trusted third party's secure
+	// mailbox (with the company certificate); messages above
+	// MaxForwardSecureMailbox stay in the mailbox.
+	ForwardSecureMailbox ForwardKind = 1
+	// ForwardPickup forwards to a pickup system by URL, up to
+	// MaxForwardPickup.
+	ForwardPickup ForwardKind = 2
+)
+
+// Forwarding size limits (seed 001): 10 MB to a secure mailbox, 99.5 MB to
+// a pickup system.
+const (
+	MaxForwardSecureMailbox = 10 * 1000 * 1000
+	MaxForwardPickup        = 99_500_000
+)
+
+func (k ForwardKind) String() string {
+	switch k {
+	case ForwardSecureMailbox:
+		return "secure-mailbox"
+	case ForwardPickup:
+		return "pickup"
+	}
+	return ""
+}
+
+// ParseForwardKind is the inverse of ForwardKind.String (0 if unknown).
+func ParseForwardKind(s string) ForwardKind {
+	switch s {
+	case "secure-mailbox":
+		return ForwardSecureMailbox
+	case "pickup":
+		return ForwardPickup
+	}
+	return 0
+}
+
+// Forwarding is a company's forwarding setting; the zero value is none.
+// To is the trusted third party's CVR (secure mailbox) or the pickup
+// system's https URL; Credentials the reference to what memoflow
+// presents to a pickup system (secret:/file:).
+type Forwarding struct {
+	Kind        ForwardKind
+	To          string
+	Credentials string
+}
+
+// Set reports whether forwarding is on.
+func (f Forwarding) Set() bool { return f.Kind != 0 }
+
+func (f Forwarding) validate(cvr string) error {
+	switch f.Kind {
+	case 0:
+		if f.To != "" || f.Credentials != "" {
+			return errf(CodeBadForward, "forward.kind", "forwarding target given without a kind (secure-mailbox or pickup)")
+		}
+		return nil
+	case ForwardSecureMailbox:
+		if !ValidCVR(f.To) {
+			return errf(CodeBadForward, "forward.to", "%q: a secure mailbox is forwarded to by the trusted third party's CVR number", f.To)
+		}
+		if f.To == cvr {
+			return errf(CodeBadForward, "forward.to", "a company cannot forward its post to itself")
+		}
+		if f.Credentials != "" {
+			return errf(CodeBadForward, "forward.credentials", "forwarding to a secure mailbox uses the company certificate; leave credentials empty")
+		}
+		return nil
+	case ForwardPickup:
+		u, err := url.Parse(f.To)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			return errf(CodeBadForward, "forward.to", "%q: a pickup system is an absolute https URL without credentials", f.To)
+		}
+		if err := checkCredentials(f.Credentials); err != nil {
+			return &Error{Code: CodeCredentials, Field: "forward.credentials", Message: err.(*Error).Message}
+		}
+		return nil
+	}
+	return errf(CodeBadForward, "forward.kind", "forwarding kind must be secure-mailbox or pickup")
 }
 
 func (c *Company) Kind() Kind  { return KindCompany }
@@ -595,9 +826,12 @@ func (c *Company) Validate() error {
 		return err
 	}
 	if c.System != "" {
+		if c.Forward.Set() {
+			return errf(CodeBadForward, "forward.kind", "a company with its own recipient system gets its post there; forwarding is for mailbox post only")
+		}
 		return checkID("system", c.System)
 	}
-	return nil
+	return c.Forward.validate(c.CVR)
 }
 
 func checkRegistration(st Registration, mailbox string) error {

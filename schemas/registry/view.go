@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ type View struct {
 	mu        sync.RWMutex
 	citizens  cprTable
 	companies map[uint32]companyRec
+	forwards  map[uint32]Forwarding // the few companies that forward their post
 	orgs      map[string]*Org
 	senders   map[string]*SenderSystem
 	groups    map[string]*ContactGroup
@@ -102,7 +104,7 @@ func OnChange(f func(Change)) ViewOption { return func(v *View) { v.changed = f 
 func NewMemView(opts ...ViewOption) *View {
 	v := &View{
 		log: slog.Default(), topic: "memo.registry",
-		companies: map[uint32]companyRec{}, orgs: map[string]*Org{}, senders: map[string]*SenderSystem{},
+		companies: map[uint32]companyRec{}, forwards: map[uint32]Forwarding{}, orgs: map[string]*Org{}, senders: map[string]*SenderSystem{},
 		groups: map[string]*ContactGroup{}, points: map[string]*ContactPoint{}, legacy: map[legacyKey]*LegacyMailbox{},
 		sysIdx: map[string]uint32{}, names: []string{""}, systems: []*System{nil}, orgSys: map[string][]uint32{},
 		caught: make(chan struct{}), next: map[int32]int64{},
@@ -334,6 +336,11 @@ func (v *View) applyLocked(c Change) {
 		case *Company:
 			n, _ := CVRNumber(e.CVR)
 			v.companies[n] = companyRec{mailbox: v.internLocked(e.Mailbox), system: v.internLocked(e.System), status: e.Status}
+			if e.Forward.Set() {
+				v.forwards[n] = e.Forward
+			} else {
+				delete(v.forwards, n)
+			}
 		case *Org:
 			v.orgs[e.CVR] = e
 		case *SenderSystem:
@@ -373,6 +380,7 @@ func (v *View) deleteLocked(kind Kind, id string) {
 	case KindCompany:
 		if n, ok := CVRNumber(id); ok {
 			delete(v.companies, n)
+			delete(v.forwards, n)
 		}
 	case KindOrg:
 		delete(v.orgs, id)
@@ -492,6 +500,7 @@ type CompanyInfo struct {
 	Mailbox   *System
 	SystemID  string  // own recipient system ("" if none)
 	System    *System // nil if none or not (yet) in the registry
+	Forward   Forwarding
 }
 
 // Company looks a company up by CVR.
@@ -507,7 +516,7 @@ func (v *View) Company(cvr string) (CompanyInfo, bool) {
 		return CompanyInfo{}, false
 	}
 	return CompanyInfo{Status: c.status, MailboxID: v.names[c.mailbox], Mailbox: v.systems[c.mailbox],
-		SystemID: v.names[c.system], System: v.systems[c.system]}, true
+		SystemID: v.names[c.system], System: v.systems[c.system], Forward: v.forwards[n]}, true
 }
 
 // Org looks an organisation up by CVR (nil if none).
@@ -651,4 +660,48 @@ func (v *View) WaitFor(ctx context.Context, offsets map[int32]int64) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// Effective returns the system as delivery sees it: s itself, or for an
+// authority's selection of a standard system (Template set) a copy of the
+// template carrying s's identity (ID, Org, Name, Role, Contact), its
+// deactivation, and its Credentials when it has its own. Nil when the
+// template is missing (the Writer refuses that, but a replay of an old
+// log can still show it). Kind is SystemRecipient in both cases.
+func (v *View) Effective(s *System) *System {
+	if s == nil || s.Template == "" {
+		return s
+	}
+	t := v.System(s.Template)
+	if t == nil || t.SysKind != SystemStandard {
+		return nil
+	}
+	return s.WithTemplate(t)
+}
+
+// WithTemplate is Effective's merge: t's transport settings, s's identity.
+func (s *System) WithTemplate(t *System) *System {
+	e := *t
+	e.ID, e.Org, e.Name, e.SysKind, e.Role, e.Contact = s.ID, s.Org, s.Name, SystemRecipient, s.Role, s.Contact
+	e.Deactivated = s.Deactivated || t.Deactivated
+	if s.Credentials != "" {
+		e.Credentials = s.Credentials
+	}
+	e.Template = t.ID
+	return &e
+}
+
+// Selections returns the ids of the systems that selected standard system
+// id (sorted): its supplier sees traffic for these, and no other.
+func (v *View) Selections(id string) []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	var out []string
+	for _, s := range v.systems {
+		if s != nil && s.Template == id {
+			out = append(out, s.ID)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

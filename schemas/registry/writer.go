@@ -152,6 +152,9 @@ func (w *Writer) Check(cs ...Change) error {
 		if err := checkRefs(c.Entity, lookup); err != nil {
 			return &BatchError{Index: i, Key: c.Key, Err: err}
 		}
+		if err := w.checkSelected(c, batch); err != nil {
+			return &BatchError{Index: i, Key: c.Key, Err: err}
+		}
 	}
 	// System limits per organisation, after the batch.
 	perOrg := map[string]map[string]*System{}
@@ -235,8 +238,16 @@ func checkRefs(e Entity, lookup func(string) (Entity, bool)) error {
 	case *SenderSystem:
 		return need("org", "org/"+e.Org, KindOrg)
 	case *System:
-		if e.SysKind == SystemRecipient {
-			return need("org", "org/"+e.Org, KindOrg)
+		if e.SysKind == SystemRecipient || e.SysKind == SystemStandard {
+			if err := need("org", "org/"+e.Org, KindOrg); err != nil {
+				return err
+			}
+		}
+		if e.Template != "" {
+			t, ok := lookup("sys/" + e.Template)
+			if ts, _ := t.(*System); !ok || ts.SysKind != SystemStandard {
+				return errf(CodeBadTemplate, "template", "%q is not a standard system; a supplier registers it first (kind standard)", e.Template)
+			}
 		}
 	case *ContactGroup:
 		if err := authority(e.Org); err != nil {
@@ -324,7 +335,34 @@ func (v *View) entity(key string) Entity {
 		}
 	case KindCompany:
 		if c, ok := v.Company(id); ok {
-			return &Company{CVR: id, Status: c.Status, Mailbox: c.MailboxID, System: c.SystemID}
+			return &Company{CVR: id, Status: c.Status, Mailbox: c.MailboxID, System: c.SystemID, Forward: c.Forward}
+		}
+	}
+	return nil
+}
+
+// checkSelected refuses to delete a standard system, or to turn it into
+// another kind, while an authority's system still selects it (after the
+// batch): that authority's post would have nowhere to go.
+func (w *Writer) checkSelected(c Change, batch map[string]Entity) error {
+	if KindOfKey(c.Key) != KindSystem {
+		return nil
+	}
+	if s, ok := c.Entity.(*System); ok && s.SysKind == SystemStandard {
+		return nil
+	}
+	id := c.Key[len("sys/"):]
+	old, _ := w.view.entity(c.Key).(*System)
+	if old == nil || old.SysKind != SystemStandard {
+		return nil
+	}
+	for _, sel := range w.view.Selections(id) {
+		e, inBatch := batch["sys/"+sel]
+		if !inBatch {
+			return errf(CodeBadTemplate, "template", "standard system %q is selected by system %q; the authority must select another first", id, sel)
+		}
+		if s, _ := e.(*System); s != nil && s.Template == id {
+			return errf(CodeBadTemplate, "template", "standard system %q is selected by system %q; the authority must select another first", id, sel)
 		}
 	}
 	return nil
