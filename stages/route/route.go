@@ -140,6 +140,9 @@ func (s *Stage) Name() string { return "route" }
 // Decision is where one message goes.
 type Decision struct {
 	System *registry.System // nil when refused
+	// Effective is System as delivered: the same, or merged with the
+	// standard system it selects (registry.View.Effective).
+	Effective *registry.System
 	// ContactPoint is the contact point the message was routed by (after
 	// legacy mapping).
 	ContactPoint string
@@ -160,6 +163,19 @@ type Decision struct {
 // Decide applies the routing rules to e at time now. It allocates nothing
 // on the common paths.
 func (s *Stage) Decide(e *records.Envelope, now time.Time) Decision {
+	d := s.decide(e, now)
+	if d.System != nil {
+		// An authority's selection of a supplier's standard system is
+		// delivered by the template's protocol and version, under the
+		// selecting system's id (its outbox, its receipts, its events).
+		if d.Effective = s.view.Effective(d.System); d.Effective == nil {
+			return Decision{NoSystem: "system " + d.System.ID + " selects standard system " + d.System.Template + ", which is not in the registry"}
+		}
+	}
+	return d
+}
+
+func (s *Stage) decide(e *records.Envelope, now time.Time) Decision {
 	v := s.view
 	switch e.RecipientType {
 	case records.IDCPR:
@@ -365,8 +381,8 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 			continue
 		}
 		e.Destination = d.System.ID
-		e.DestinationProtocol = uint8(d.System.Protocol)
-		e.WantVersion = d.System.MemoVersion
+		e.DestinationProtocol = uint8(d.Effective.Protocol)
+		e.WantVersion = d.Effective.MemoVersion
 		if d.HoldUntilMs > e.NextAttemptMs {
 			e.NextAttemptMs = d.HoldUntilMs
 		}
