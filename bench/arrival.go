@@ -22,6 +22,9 @@ type Arrival struct {
 	// record carries it; 0 when the source cannot tell.
 	AcceptedAtMs int64
 	At           time.Time
+	// System is the recipient system that took it, where the source
+	// knows (the recipient simulator).
+	System string
 }
 
 // ArrivalSource is the measuring point at the end of the pipeline. The
@@ -135,6 +138,9 @@ type tracker struct {
 	lat     []float32 // ms, first arrivals
 	window  []float64 // ms since the last sample
 	lastAt  time.Time
+	// from gives the latency's start of message i (Unix ms) when the
+	// arrival does not carry it; 0: no latency for it.
+	from func(i int) int64
 }
 
 func newTracker(m *Manifest) *tracker {
@@ -158,8 +164,12 @@ func (t *tracker) arrive(a Arrival) {
 	}
 	t.arrived++
 	t.lastAt = a.At
-	if a.AcceptedAtMs > 0 {
-		ms := float64(a.At.UnixMicro()-a.AcceptedAtMs*1000) / 1000
+	from := a.AcceptedAtMs
+	if from == 0 && t.from != nil {
+		from = t.from(i)
+	}
+	if from > 0 {
+		ms := max(0, float64(a.At.UnixMicro()-from*1000)/1000)
 		t.lat = append(t.lat, float32(ms))
 		t.window = append(t.window, ms)
 	}

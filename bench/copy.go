@@ -163,28 +163,41 @@ func fill(ctx context.Context, cl *kgo.Client, n, size int) error {
 	return nil
 }
 
-// benchCopy is the runtime variant's stage.
+// benchCopy is the runtime variant's stage. As a null-pipeline hop it
+// also writes one event record per message (events, ev) like the real
+// stages' memo.events writes, and as the last hop (out empty) only those,
+// like deliver.
 type benchCopy struct {
-	out  string
-	seen atomic.Int64
+	out    string
+	events string
+	ev     []byte
+	seen   atomic.Int64
 }
 
 func (c *benchCopy) Name() string { return "benchcopy" }
 func (c *benchCopy) Transform(_ context.Context, b *pipeline.Batch) error {
 	for _, r := range b.Records {
-		b.Emit(&kgo.Record{Topic: c.out, Key: r.Key, Value: r.Value})
+		if c.out != "" {
+			b.Emit(&kgo.Record{Topic: c.out, Key: r.Key, Value: r.Value})
+		}
+		if c.events != "" {
+			b.Emit(&kgo.Record{Topic: c.events, Key: r.Key, Value: c.ev})
+		}
 	}
 	c.seen.Add(int64(len(b.Records)))
 	return nil
 }
 
 func runtimeCopy(ctx context.Context, kc pipeline.KafkaConfig, in, out, group string, n, poll int, eos bool) error {
+	return runtimeHop(ctx, kc, in, group, n, poll, eos, &benchCopy{out: out})
+}
+
+func runtimeHop(ctx context.Context, kc pipeline.KafkaConfig, in, group string, n, poll int, eos bool, st *benchCopy) error {
 	rc := pipeline.RunnerConfig{
 		PollRecords: poll, MaxBufferedBytes: 64 << 20, FetchMaxBytes: 32 << 20, Transactions: eos,
 		SinkBatchRecords: 1, SinkBatchWait: time.Second, RetryMinBackoff: 100 * time.Millisecond,
 		RetryMaxBackoff: time.Second, SessionTimeout: 10 * time.Second, TxnTimeout: 20 * time.Second, ReplicaID: "bench",
 	}
-	st := &benchCopy{out: out}
 	r, err := pipeline.NewRunner(st, []string{in}, kc, rc, pipeline.WithGroup(group),
 		pipeline.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
 		pipeline.WithMetrics(pipeline.NewMetrics(prometheus.NewRegistry())))

@@ -45,21 +45,31 @@ func (m *MassSend) Prepare(ctx context.Context, env *Env) (*Manifest, error) {
 	}
 	m.set = &MessageSet{Seed: o.Seed, Messages: o.Messages, BatchSize: o.BatchSize, Mix: o.Mix,
 		SenderOrg: env.Target.SenderOrg, Day: time.Now().UTC().Truncate(24 * time.Hour)}
+	if env.Target.Delivers() {
+		m.set.Recipients = env.Target.Recipients
+	}
+	return prepareSet(ctx, env, m.set, &m.prepared)
+}
+
+// prepareSet builds set's manifest, and its tar+LZMA batch files unless
+// the load is generated while sending (--direct, --live).
+func prepareSet(ctx context.Context, env *Env, set *MessageSet, prepared **Prepared) (*Manifest, error) {
+	o := env.Opts
 	if o.Direct || o.Live {
 		// Generated while sending: only the manifest is needed now.
 		man := &Manifest{}
-		for i := 0; i < m.set.Batches(); i++ {
+		for i := 0; i < set.Batches(); i++ {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			for _, it := range m.set.Batch(i) {
+			for _, it := range set.Batch(i) {
 				man.add(it)
 			}
 		}
 		return man, nil
 	}
 	last := time.Now()
-	p, err := m.set.Prepare(ctx, o.CacheDir, func(done, total int) {
+	p, err := set.Prepare(ctx, o.CacheDir, func(done, total int) {
 		if time.Since(last) > 5*time.Second || done == total {
 			last = time.Now()
 			env.logf("  prepared %d/%d batches", done, total)
@@ -68,7 +78,7 @@ func (m *MassSend) Prepare(ctx context.Context, env *Env) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.prepared = p
+	*prepared = p
 	if p.Cached {
 		env.logf("prepared batches reused from %s", p.Dir)
 	} else {
@@ -94,29 +104,67 @@ func (m *MassSend) Arrival(env *Env) ArrivalSource {
 	if m.ArrivalAt != nil {
 		return m.ArrivalAt(env)
 	}
+	return defaultArrival(env, nil)
+}
+
+// defaultArrival is the recipient simulator when the run delivers to it,
+// else memo.valid (a run of the stages up to validate).
+func defaultArrival(env *Env, observe func(Arrival)) ArrivalSource {
+	if env.Target.Delivers() {
+		return &SimArrival{Sim: env.Target.Sim, Observe: observe}
+	}
 	opts, _ := env.Target.Kafka.ClientOpts()
 	return &TopicArrival{Brokers: env.Target.Kafka.Brokers, Topic: pipeline.TopicValid, Opts: opts}
 }
 
 func (m *MassSend) Expect(env *Env) Expectation {
+	o := outcomeOf(env, 0, len(env.Manifest.Kinds), false)
 	man := env.Manifest
-	var o Outcome
-	for i, k := range man.Kinds {
-		if !env.Accepted(i) {
-			continue
-		}
-		o.Accepted++
-		if k == KindInvalid {
-			o.Invalid++
-		} else {
-			o.Valid++
-		}
-	}
 	return Expectation{
 		ShouldArrive: func(i int) bool { return man.Kinds[i] != KindInvalid && env.Accepted(i) },
 		Arrivals:     o.Valid,
 		Events:       ExpectedEvents(env.Target.Stages, o),
 	}
+}
+
+// outcomeOf counts manifest messages [from, to) (held: they carry a value
+// date and are released during the run). With delivery, a valid NEMSMS
+// goes to the SMS provider and every other valid message to a mailbox
+// provider: the bench's registry and recipients make it so.
+func outcomeOf(env *Env, from, to int, held bool) Outcome {
+	var o Outcome
+	deliver := env.Target.Delivers()
+	for i := from; i < to; i++ {
+		if !env.Accepted(i) {
+			continue
+		}
+		o.Accepted++
+		k := env.Manifest.Kinds[i]
+		if k == KindInvalid {
+			o.Invalid++
+			continue
+		}
+		o.Valid++
+		if held {
+			o.Held++
+			o.Released++
+		}
+		if deliver {
+			if k == KindNemSMS {
+				o.ToSMS++
+			} else {
+				o.ToMailbox++
+			}
+		}
+	}
+	return o
+}
+
+// Add sums two outcomes.
+func (o Outcome) Add(p Outcome) Outcome {
+	return Outcome{Accepted: o.Accepted + p.Accepted, Valid: o.Valid + p.Valid, Invalid: o.Invalid + p.Invalid,
+		Held: o.Held + p.Held, Released: o.Released + p.Released,
+		ToMailbox: o.ToMailbox + p.ToMailbox, ToSMS: o.ToSMS + p.ToSMS, ToSystem: o.ToSystem + p.ToSystem}
 }
 
 // loadPrepared posts the prepared batch files with Concurrency workers,
@@ -165,6 +213,7 @@ func postBatch(ctx context.Context, client *http.Client, env *Env, set *MessageS
 	url := strings.TrimRight(env.Target.URL, "/") + "/apis/v1/memos/"
 	first := i * set.BatchSize
 	n := set.batchLen(i)
+	env.Sent(first, n, time.Now())
 	for attempt := 1; attempt <= 8; attempt++ {
 		req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 		if err != nil {
@@ -307,7 +356,9 @@ func (d *directProducer) close() { d.cl.Close() }
 func (d *directProducer) batch(ctx context.Context, env *Env, set *MessageSet, b int) error {
 	tid := fmt.Sprintf("bench-direct-%d-%d", set.Seed, b)
 	now := time.Now()
-	for j, it := range set.Batch(b) {
+	items := set.Batch(b)
+	env.Sent(b*set.BatchSize, len(items), now)
+	for j, it := range items {
 		idx := b*set.BatchSize + j
 		rec := records.NewIngestRecord(pipeline.TopicIngest, records.IngestMeta{MessageUUID: it.UUID, TransmissionID: tid,
 			SenderOrg: set.SenderOrg, SenderSystem: "bench", ReceivedAt: now, MassSend: true,

@@ -88,6 +88,33 @@ type MessageSet struct {
 	// Day is the generator's clock (midnight UTC): createdDateTime and
 	// value-date checks are relative to it.
 	Day time.Time
+	// Recipients, when set, are whom the messages address (the bench's
+	// registry: every message routes to a push system on the recipient
+	// simulator); nil: the generator's synthetic recipients, which no
+	// registry knows (runs that end at validate).
+	Recipients *Recipients
+	// ValueDate (YYYY-MM-DD), when set, is every message's
+	// doNotDeliverUntilDate: the schedule stage holds them until 00:00
+	// Europe/Copenhagen that day.
+	ValueDate string
+	// Tag tells sets of one run apart (held and live messages of the
+	// value-date scenario): it is part of the UUIDs' seed and of the
+	// cache key.
+	Tag uint64
+}
+
+func (s *MessageSet) key() string {
+	k := fmt.Sprintf("massend-%s-seed%d-n%d-b%d-%s-%s", s.Day.Format("20060102"), s.Seed, s.Messages, s.BatchSize, s.SenderOrg, s.Mix.key())
+	if s.Recipients != nil {
+		k += "-R" + s.Recipients.Key()
+	}
+	if s.ValueDate != "" {
+		k += "-V" + s.ValueDate
+	}
+	if s.Tag != 0 {
+		k += fmt.Sprintf("-T%d", s.Tag)
+	}
+	return k
 }
 
 // Batches is the number of batches.
@@ -105,13 +132,24 @@ func (s *MessageSet) batchLen(i int) int {
 // other.
 func (s *MessageSet) Batch(i int) []Item {
 	n := s.batchLen(i)
-	seed := s.Seed<<24 ^ uint64(i)<<4
+	seed := s.Seed<<24 ^ uint64(i)<<4 ^ s.Tag<<48
 	base := memo.GenConfig{Now: s.Day, SenderCVRs: []string{s.SenderOrg}, ValueDateShare: -1}
+	if s.ValueDate != "" {
+		base.ValueDateShare = 1 // its date is replaced by ValueDate below
+	}
+	if r := s.Recipients; r != nil {
+		// Registered citizens and companies only (no authorities: their
+		// contact points are not generated): every message routes.
+		base.CitizenCPRs, base.CompanyCVRs, base.AuthorityShare = r.Citizens, r.Companies, -1
+	}
 	letters := base
 	letters.Seed, letters.NemSMSShare, letters.AttachmentSize = seed|1, -1, s.Mix.Letter
 	letters.RichShare, letters.ActionShare = s.Mix.RichShare, s.Mix.RichShare
 	sms := base
 	sms.Seed, sms.NemSMSShare, sms.CitizenShare, sms.CompanyShare, sms.AuthorityShare = seed|2, 1, 1, -1, -1
+	if s.Recipients != nil {
+		sms.CitizenCPRs = s.Recipients.NemSMS // route rejects NEMSMS to anyone else
+	}
 	att := base
 	att.Seed, att.NemSMSShare, att.AttachmentSize = seed|3, -1, s.Mix.Attachment
 	gens := [3]*memo.Generator{memo.NewGenerator(letters), memo.NewGenerator(sms), memo.NewGenerator(att)}
@@ -127,6 +165,9 @@ func (s *MessageSet) Batch(i int) []Item {
 			kind = KindAttachment
 		}
 		b, u := gens[kind].Next(nil)
+		if s.ValueDate != "" {
+			b = setValueDate(b, s.ValueDate)
+		}
 		if rng.Float64() < s.Mix.InvalidShare {
 			// Well-formed but schema-invalid: ingest accepts, validate rejects.
 			b = bytes.Replace(b, []byte("<memo:messageType>"), []byte("<memo:messageType>X"), 1)
@@ -135,6 +176,19 @@ func (s *MessageSet) Batch(i int) []Item {
 		out[j] = Item{UUID: strings.ToLower(u.String()), Kind: kind, Data: b}
 	}
 	return out
+}
+
+var valueDateTag = []byte("<memo:doNotDeliverUntilDate>")
+
+// setValueDate overwrites the message's doNotDeliverUntilDate (a
+// YYYY-MM-DD of the same length) with date.
+func setValueDate(b []byte, date string) []byte {
+	i := bytes.Index(b, valueDateTag)
+	if i < 0 || len(date) != 10 {
+		return b
+	}
+	copy(b[i+len(valueDateTag):], date)
+	return b
 }
 
 // Manifest is what a run checks against: every message's UUID, kind and
@@ -200,8 +254,7 @@ type Prepared struct {
 // 1.5 MB/s per core), so it happens before the clock starts, on every core;
 // a real mass send is compressed on the senders' machines, not here.
 func (s *MessageSet) Prepare(ctx context.Context, cacheDir string, progress func(done, total int)) (*Prepared, error) {
-	key := fmt.Sprintf("massend-%s-seed%d-n%d-b%d-%s-%s", s.Day.Format("20060102"), s.Seed, s.Messages, s.BatchSize, s.SenderOrg, s.Mix.key())
-	dir := filepath.Join(cacheDir, key)
+	dir := filepath.Join(cacheDir, s.key())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,14 @@ type NullOptions struct {
 	PollRecords int
 	// Transactions as the real stages run (exactly-once by default).
 	Transactions bool
+	// Sink adds a last hop that consumes the last topic and writes only
+	// event records (deliver: its output is the push, the events and the
+	// receipt, not another message topic).
+	Sink bool
+	// EventBytes > 0: every hop also writes one record of that size per
+	// message to an events topic, as the stages write memo.events (and
+	// deliver memo.receipts).
+	EventBytes int
 }
 
 // NullResult is the ceiling.
@@ -60,9 +68,18 @@ func RunNull(ctx context.Context, o NullOptions) (*NullResult, error) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	run := fmt.Sprint(time.Now().UnixNano())
-	topics := make([]string, o.Hops+1)
+	stagesN := o.Hops
+	if o.Sink {
+		stagesN++
+	}
+	topics := make([]string, o.Hops+1, o.Hops+2)
 	for i := range topics {
 		topics[i] = fmt.Sprintf("bench.null.%s.%d", run, i)
+	}
+	evTopic := ""
+	if o.EventBytes > 0 {
+		evTopic = fmt.Sprintf("bench.null.%s.events", run)
+		topics = append(topics, evTopic)
 	}
 	if _, err := adm.CreateTopics(ctx, int32(o.Partitions), 1, nil, topics...); err != nil {
 		return nil, fmt.Errorf("bench null: create topics: %w", err)
@@ -89,15 +106,23 @@ func RunNull(ctx context.Context, o NullOptions) (*NullResult, error) {
 	}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, o.Hops)
+	errs := make(chan error, stagesN)
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for h := 0; h < o.Hops; h++ {
+	ev := make([]byte, o.EventBytes)
+	for i := range ev {
+		ev[i] = "event-row:"[i%10]
+	}
+	for h := 0; h < stagesN; h++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			group := fmt.Sprintf("bench-null-%s-%d", run, h)
-			if err := runtimeCopy(hctx, o.Kafka, topics[h], topics[h+1], group, o.Records, o.PollRecords, o.Transactions); err != nil && !errors.Is(err, context.Canceled) {
+			st := &benchCopy{events: evTopic, ev: ev}
+			if h < o.Hops {
+				st.out = topics[h+1]
+			}
+			if err := runtimeHop(hctx, o.Kafka, topics[h], group, o.Records, o.PollRecords, o.Transactions, st); err != nil && !errors.Is(err, context.Canceled) {
 				errs <- fmt.Errorf("null hop %d: %w", h, err)
 				cancel()
 			}
@@ -105,7 +130,7 @@ func RunNull(ctx context.Context, o NullOptions) (*NullResult, error) {
 	}
 	// Let the hops join their groups first: the real stages are running
 	// before the load starts too.
-	if err := waitGroupsStable(ctx, adm, run, o.Hops); err != nil {
+	if err := waitGroupsStable(ctx, adm, run, stagesN); err != nil {
 		cancel()
 		wg.Wait()
 		return nil, err
@@ -141,7 +166,7 @@ func RunNull(ctx context.Context, o NullOptions) (*NullResult, error) {
 		return nil, err
 	}
 	secs := time.Since(start).Seconds()
-	return &NullResult{Records: o.Records, Hops: o.Hops, Seconds: secs,
+	return &NullResult{Records: o.Records, Hops: stagesN, Seconds: secs,
 		MsgsPerSec: float64(o.Records) / secs, MBPerSec: float64(total) / secs / 1e6}, nil
 }
 

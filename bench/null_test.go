@@ -54,6 +54,16 @@ func TestRunNull(t *testing.T) {
 			t.Errorf("topic %s left behind", name)
 		}
 	}
+	// The whole pipeline's shape: a consuming last hop (deliver) and an
+	// event record per message and hop; every hop must see every record.
+	w, err := RunNull(ctx, NullOptions{Kafka: kc, Records: 2000, Hops: 2, Sink: true, EventBytes: 256, Partitions: 4,
+		Sizes: []uint32{100, 3000}, PollRecords: 500, Transactions: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Hops != 3 || w.Records != 2000 {
+		t.Fatalf("whole-pipeline null result %+v", w)
+	}
 	if _, err := RunNull(ctx, NullOptions{Kafka: kc, Records: 10, Hops: 0, Partitions: 4, Sizes: []uint32{1}}); err == nil {
 		t.Fatal("zero hops accepted")
 	}

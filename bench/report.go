@@ -167,6 +167,7 @@ type finishInput struct {
 	inProcess              bool
 	unmodelled             string
 	maxRSS                 float64 // in process: peak RSS of the run
+	atLeast                map[string]bool
 }
 
 func (r *Report) finish(in finishInput) {
@@ -226,7 +227,7 @@ func (r *Report) finish(in finishInput) {
 	if r.Unexpected > 0 {
 		r.Failures = append(r.Failures, fmt.Sprintf("%d arrivals of messages that should not arrive", r.Unexpected))
 	}
-	if d := EventDiff(r.EventsByTag, r.EventsWantTag); len(d) > 0 {
+	if d := EventDiffAtLeast(r.EventsByTag, r.EventsWantTag, in.atLeast); len(d) > 0 {
 		msg := "event log differs: " + strings.Join(d, "; ")
 		if in.unmodelled != "" {
 			msg += " (stages without a bench.StageEvents entry: " + in.unmodelled + ")"

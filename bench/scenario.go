@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/internal/chconn"
+	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/records"
 )
@@ -43,6 +44,31 @@ type Target struct {
 	// MetricsURLs are /metrics endpoints of a running setup's processes:
 	// their CPU and RSS are summed, their stage counters sampled.
 	MetricsURLs []string
+	// Sim is the recipient simulator every push system of the registry
+	// points at, and Recipients whom the registry lets messages address;
+	// both nil when the run ends before routing (the arrival point is
+	// then memo.valid).
+	Sim        *recipientsim.Sim
+	Recipients *Recipients
+	// ScheduleClock is the in-process schedule stage's clock (the
+	// value-date scenario moves it to the value date); nil when the
+	// stage runs elsewhere.
+	ScheduleClock *OffsetClock
+}
+
+// Delivers reports whether the run goes through routing and delivery to
+// the recipient simulator.
+func (t *Target) Delivers() bool {
+	return t.Sim != nil && t.Recipients != nil && hasStage(t.Stages, "route") && hasStage(t.Stages, "deliver")
+}
+
+func hasStage(stages []string, name string) bool {
+	for _, s := range stages {
+		if s == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Options of a run, shared by every scenario.
@@ -109,15 +135,43 @@ type Env struct {
 	accepted    atomic.Int64
 	mu          sync.Mutex
 	acceptedIdx []bool
+	sentAt      []int64          // Unix ms the message was handed to ingest
 	ingestCodes map[string]int64 // rejections at ingest by code
+}
+
+// Sent records that messages first..first+n-1 were handed to ingest at at
+// (a batch POST began, a record was produced): the start of their
+// end-to-end latency when the arrival point cannot tell when ingest
+// accepted them (the recipient simulator sees the MeMo, not the
+// envelope). It includes ingest's own time for the batch.
+func (e *Env) Sent(first, n int, at time.Time) {
+	ms := at.UnixMilli()
+	e.mu.Lock()
+	for i := first; i < first+n && i < len(e.sentAt); i++ {
+		if e.sentAt[i] == 0 {
+			e.sentAt[i] = ms
+		}
+	}
+	e.mu.Unlock()
+}
+
+// SentAtMs is when message i was handed to ingest (Unix ms; 0 unknown).
+func (e *Env) SentAtMs(i int) int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sentAt[i]
 }
 
 // Accept marks manifest message i as accepted by ingest.
 func (e *Env) Accept(i int) {
+	now := time.Now().UnixMilli()
 	e.mu.Lock()
 	if !e.acceptedIdx[i] {
 		e.acceptedIdx[i] = true
 		e.accepted.Add(1)
+	}
+	if e.sentAt[i] == 0 {
+		e.sentAt[i] = now
 	}
 	e.mu.Unlock()
 }
@@ -166,6 +220,16 @@ type Expectation struct {
 	ShouldArrive func(i int) bool
 	Arrivals     int64
 	Events       map[string]int64
+	// AtLeast marks tags whose count depends on timing (failed delivery
+	// attempts while a system is down): the log must hold at least
+	// Events[tag] of them.
+	AtLeast map[string]bool
+}
+
+// LatencyBase is implemented by scenarios whose messages' latency does not
+// start at submission (held messages: at their release).
+type LatencyBase interface {
+	LatencyFrom(env *Env, i int) int64
 }
 
 // Run runs a scenario against a target: prepare, load with sampling, wait
@@ -183,6 +247,7 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 	}
 	env.Manifest = man
 	env.acceptedIdx = make([]bool, len(man.UUIDs))
+	env.sentAt = make([]int64, len(man.UUIDs))
 	rep.setMix(man)
 
 	kopts, err := t.Kafka.ClientOpts()
@@ -207,6 +272,10 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 	}
 
 	tr := newTracker(man)
+	tr.from = env.SentAtMs
+	if lb, ok := sc.(LatencyBase); ok {
+		tr.from = func(i int) int64 { return lb.LatencyFrom(env, i) }
+	}
 	arr := sc.Arrival(env)
 	rep.ArrivalPoint = arr.Name()
 	stopArr, err := arr.Start(ctx, tr.arrive)
@@ -332,10 +401,12 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 		if n == 0 {
 			n = min(len(man.UUIDs), 500000)
 		}
-		hops := nullHops(t.Stages)
-		env.logf("null pipeline: %d records, %d exactly-once hop(s), %d partitions...", n, hops, t.Kafka.TopicPartitions)
-		nr, err := RunNull(ctx, NullOptions{Kafka: t.Kafka, Records: n, Hops: hops, Partitions: t.Kafka.TopicPartitions,
-			Sizes: man.Sizes, PollRecords: t.Runner.PollRecords, Transactions: t.Runner.Transactions})
+		no := NullShape(t.Stages)
+		no.Kafka, no.Records, no.Partitions, no.Sizes = t.Kafka, n, t.Kafka.TopicPartitions, man.Sizes
+		no.PollRecords, no.Transactions = t.Runner.PollRecords, t.Runner.Transactions
+		env.logf("null pipeline: %d records, %d exactly-once hop(s) (sink %v, %d B event records), %d partitions...",
+			n, no.Hops, no.Sink, no.EventBytes, t.Kafka.TopicPartitions)
+		nr, err := RunNull(ctx, no)
 		if err != nil {
 			return nil, fmt.Errorf("null pipeline: %w", err)
 		}
@@ -348,7 +419,7 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 		start: start, accepted: env.accepted.Load(), expArrivals: exp.Arrivals, arrivedAt: arrivedAt, eventsAt: eventsAt,
 		lost: lost, dups: dups, unexpected: unexpected, lostSample: sample,
 		eventsGot: got, eventsWant: exp.Events, lat: tr.latencies(), samples: samples, srcErrs: srcErrs,
-		ingestCodes: env.ingestCodes, stageCodes: codes.snapshot(), cpu: cpu1 - cpu0, inProcess: t.InProcess,
+		ingestCodes: env.ingestCodes, stageCodes: codes.snapshot(), cpu: cpu1 - cpu0, inProcess: t.InProcess, atLeast: exp.AtLeast,
 		unmodelled: unmodelled(t.Stages), maxRSS: maxRSS,
 	})
 	if c, ok := sc.(ReportChecker); ok {
@@ -367,18 +438,31 @@ func readProc(ctx context.Context, p ProcStats) (float64, float64, error) {
 	return p.Read(ctx)
 }
 
-// nullHops is the number of Kafka-to-Kafka stages between memo.ingest and
-// the arrival point: the transformers on the message path that run.
-func nullHops(stages []string) int {
-	n := 0
+// NullShape is the null pipeline of a run of stages: one exactly-once
+// copy hop per Kafka-to-Kafka stage on the message path (validate,
+// schedule, route: memo.ingest → valid → ready → routed), a last
+// consuming hop for deliver, and an event record per message and hop for
+// the stages' memo.events writes (about the size of one encoded event).
+func NullShape(stages []string) NullOptions {
+	var o NullOptions
 	for _, s := range stages {
 		switch s {
 		case "validate", "schedule", "route":
-			n++
+			o.Hops++
+		case "deliver":
+			o.Sink = true
 		}
 	}
-	return max(n, 1)
+	o.Hops = max(o.Hops, 1)
+	if hasStage(stages, "eventlog") {
+		o.EventBytes = nullEventBytes
+	}
+	return o
 }
+
+// nullEventBytes is about one memo.events record per message and stage
+// (one or two encoded events with their pseudonymised recipient).
+const nullEventBytes = 256
 
 func countByTag(ctx context.Context, ch driver.Conn, table string) (map[string]uint64, error) {
 	rows, err := ch.Query(ctx, "SELECT tag, count() FROM "+table+" GROUP BY tag")

@@ -139,22 +139,26 @@ func TestExpectedEvents(t *testing.T) {
 	if len(d) != 2 || d[0] != "B: got 0, want 2" || d[1] != "X: got 1, want 0" {
 		t.Fatalf("diff %q", d)
 	}
-	if u := unmodelled([]string{"ingest", "validate", "route", "eventlog", "admin-api", "blobgc"}); u != "route" {
+	if u := unmodelled([]string{"ingest", "validate", "route", "eventlog", "admin-api", "blobgc", "receipt-push"}); u != "receipt-push" {
 		t.Fatalf("unmodelled %q", u)
 	}
 }
 
-func TestNullHops(t *testing.T) {
+func TestNullShape(t *testing.T) {
 	for _, c := range []struct {
 		stages []string
-		want   int
+		hops   int
+		sink   bool
+		events int
 	}{
-		{[]string{"ingest", "eventlog"}, 1},
-		{[]string{"ingest", "validate", "eventlog"}, 1},
-		{[]string{"ingest", "validate", "schedule", "route", "deliver"}, 3},
+		{[]string{"ingest"}, 1, false, 0},
+		{[]string{"ingest", "validate", "eventlog"}, 1, false, nullEventBytes},
+		{[]string{"ingest", "validate", "schedule", "route", "deliver", "eventlog", "receipts"}, 3, true, nullEventBytes},
+		{[]string{"ingest", "validate", "route", "deliver"}, 2, true, 0},
 	} {
-		if got := nullHops(c.stages); got != c.want {
-			t.Errorf("nullHops(%v) = %d, want %d", c.stages, got, c.want)
+		o := NullShape(c.stages)
+		if o.Hops != c.hops || o.Sink != c.sink || o.EventBytes != c.events {
+			t.Errorf("NullShape(%v) = hops %d sink %v events %d, want %d %v %d", c.stages, o.Hops, o.Sink, o.EventBytes, c.hops, c.sink, c.events)
 		}
 	}
 }

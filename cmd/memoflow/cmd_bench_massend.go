@@ -25,6 +25,9 @@ type benchRunOpts struct {
 	stages, cpuprofile                string
 	metricsURLs                       []string
 	keepDB, prepareOnly               bool
+	// tune sets a scenario's stage defaults on the in-process pipeline
+	// (flags the user gave win: it is told which were changed).
+	tune func(cfg *Config, changed func(string) bool)
 	letterSize, attachmentSize        string
 	nemsmsShare, attShare, invalidPct float64
 }
@@ -39,11 +42,9 @@ func (b *benchRunOpts) register(cmd *cobra.Command, defMessages int) {
 	fs.BoolVar(&b.o.Live, "live", false, "compress batches while sending (internal/sendclient, as memoflow send does) instead of preparing them beforehand")
 	fs.StringVar(&b.url, "url", "", "ingest API of a running setup (default: start the pipeline in this process); needs --token, --kafka-brokers and --clickhouse-database")
 	fs.StringVar(&b.token, "token", "", "sender token for --url (default $MEMOFLOW_TOKEN)")
-	// The default is the stages whose event log the bench models
-	// (bench.StageEvents); schedule, route and deliver need a seeded
-	// registry and per-message expectations, not modelled yet
-	// (docs/benchmarks.md).
-	fs.StringVar(&b.stages, "stages", benchDefaultStages, "stages to run in process, or (with --url) the stages the running setup runs: the expected event log follows from them")
+	// The default is the whole message path to the recipient simulator;
+	// every stage in it has its bench.StageEvents entry.
+	fs.StringVar(&b.stages, "stages", benchWholeStages, "stages to run in process, or (with --url) the stages the running setup runs: the expected event log follows from them")
 	fs.IntVar(&b.o.BatchSize, "batch-size", 10000, "messages per tar+LZMA batch")
 	fs.IntVar(&b.o.Concurrency, "concurrency", 2, "batches in flight")
 	fs.StringVar(&b.o.CacheDir, "cache-dir", filepath.Join(os.TempDir(), "memoflow-bench"), "where prepared batches are kept and reused (same seed, size and day)")
@@ -252,6 +253,14 @@ func startBenchPipeline(ctx context.Context, cmd *cobra.Command, cfg *Config, b 
 		// not what a capacity benchmark measures.
 		cfg.Ingest.RatePerSecond, cfg.Ingest.RateBurst = 1e6, 1<<20
 	}
+	if !fs.Changed("route-sms-quiet-from") && !fs.Changed("route-sms-quiet-until") {
+		// NemSMS quiet hours (18-08) would hold a tenth of an evening
+		// run until the morning: a capacity benchmark measures the path.
+		cfg.Route.SMSQuietFrom, cfg.Route.SMSQuietUntil = 0, 0
+	}
+	if b.tune != nil {
+		b.tune(cfg, fs.Changed)
+	}
 	defs, err := parseStageList(b.stages)
 	if err != nil {
 		return bench.Target{}, nil, err
@@ -269,6 +278,22 @@ func startBenchPipeline(ctx context.Context, cmd *cobra.Command, cfg *Config, b 
 	if _, err := a.connectKafka(ctx); err != nil {
 		return fail(err)
 	}
+	// The whole pipeline: a recipient simulator behind every push system
+	// of a seeded registry, written before routing reads it.
+	var sim *benchSim
+	var recipients *bench.Recipients
+	clock := &bench.OffsetClock{}
+	if stageListHas(strings.Join(namesOf(defs), ","), "route") && stageListHas(strings.Join(namesOf(defs), ","), "deliver") {
+		if sim, err = startBenchSim(); err != nil {
+			return fail(err)
+		}
+		cleanups = append(cleanups, sim.close)
+		if recipients, err = seedBenchRegistry(ctx, a, sim.url); err != nil {
+			return fail(err)
+		}
+	}
+	benchScheduleClocks.Store(a, clock)
+	cleanups = append(cleanups, func() { benchScheduleClocks.Delete(a) })
 	pctx, cancel := context.WithCancel(ctx)
 	wait, err := runStages(pctx, a, defs)
 	if err != nil {
@@ -309,7 +334,10 @@ func startBenchPipeline(ctx context.Context, cmd *cobra.Command, cfg *Config, b 
 	}
 	t := bench.Target{URL: scheme + a.http.Addr(), Token: strings.TrimSpace(string(tok)), SenderOrg: demoOrg,
 		Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse, Stages: namesOf(defs), Runner: cfg.Runner,
-		InProcess: true, Gatherer: a.reg}
+		InProcess: true, Gatherer: a.reg, Recipients: recipients, ScheduleClock: clock}
+	if sim != nil {
+		t.Sim = sim.sim
+	}
 	return t, cleanup, nil
 }
 
@@ -369,6 +397,3 @@ Exit status: 0 correct and flat, 1 otherwise, 2 usage.`,
 	}
 	return cmd
 }
-
-// benchDefaultStages are the stages whose events bench.StageEvents models.
-const benchDefaultStages = "ingest,validate,eventlog,receipts,receipts-api,eventquery"

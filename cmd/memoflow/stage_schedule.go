@@ -35,8 +35,11 @@ func init() {
 			if cfg.Dir == "" {
 				cfg.Dir = filepath.Join(a.cfg.VarDir, "schedule", a.cfg.Runner.ReplicaID)
 			}
-			st, err := schedule.New(cfg, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-schedule-aux")), p,
-				schedule.WithLogger(a.log.With("stage", "schedule")), schedule.WithRegisterer(a.reg))
+			sopts := []schedule.Option{schedule.WithLogger(a.log.With("stage", "schedule")), schedule.WithRegisterer(a.reg)}
+			if c, ok := benchScheduleClocks.Load(a); ok {
+				sopts = append(sopts, schedule.WithClock(c.(schedule.Clock))) // memoflow bench value-date-release
+			}
+			st, err := schedule.New(cfg, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-schedule-aux")), p, sopts...)
 			if err != nil {
 				return nil, usageErr(err)
 			}

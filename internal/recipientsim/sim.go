@@ -65,6 +65,18 @@ type Sim struct {
 	negative  atomic.Int64
 	delivered atomic.Int64
 	bySystem  sync.Map // system → *atomic.Int64 accepted
+	onAccept  atomic.Pointer[func(system, uuid string)]
+}
+
+// OnAccept calls fn for every accepted delivery (duplicates included), as
+// it is accepted: a benchmark's arrival point. fn must be quick and safe
+// for concurrent use; nil removes it.
+func (s *Sim) OnAccept(fn func(system, uuid string)) {
+	if fn == nil {
+		s.onAccept.Store(nil)
+		return
+	}
+	s.onAccept.Store(&fn)
 }
 
 // New returns a simulator.
@@ -170,6 +182,9 @@ func (s *Sim) record(system, uuid string) {
 	s.mu.Lock()
 	s.accepted[uuid]++
 	s.mu.Unlock()
+	if fn := s.onAccept.Load(); fn != nil {
+		(*fn)(system, uuid)
+	}
 }
 
 // Stats is what the simulator saw.

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/memoflow/memoflow/bench"
+	"github.com/memoflow/memoflow/internal/recipientsim"
+)
+
+// benchWholeStages is the bench's default: the whole message path
+// (ingest → validate → schedule → route → deliver to the recipient
+// simulator) with the event log, the receipts store and their APIs.
+const benchWholeStages = "ingest,validate,schedule,route,deliver,eventlog,receipts,receipts-api,eventquery"
+
+// benchScheduleClocks holds a bench run's schedule clock per app
+// (stage_schedule.go passes it to the stage): the value-date scenario
+// moves it to the value date instead of waiting for midnight.
+var benchScheduleClocks sync.Map // *app → schedule.Clock
+
+// benchSim is the in-process recipient simulator of a whole-pipeline run.
+type benchSim struct {
+	sim *recipientsim.Sim
+	url string
+	srv *http.Server
+}
+
+// startBenchSim serves a recipient simulator on a free local port.
+func startBenchSim() (*benchSim, error) {
+	sim, err := recipientsim.New(recipientsim.Config{})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: recipient simulator: %w", err)
+	}
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &benchSim{sim: sim, url: "http://" + ln.Addr().String(), srv: srv}, nil
+}
+
+func (b *benchSim) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = b.srv.Shutdown(ctx)
+}
+
+// seedBenchRegistry writes the bench registry (every system a push
+// system on the simulator) before the routing stage reads it.
+func seedBenchRegistry(ctx context.Context, a *app, simURL string) (*bench.Recipients, error) {
+	opts, err := a.cfg.Kafka.ClientOpts()
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	rc, err := bench.SeedRegistry(ctx, opts, bench.DefaultBenchRegistry(simURL))
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("bench registry seeded", "citizens", len(rc.Citizens), "companies", len(rc.Companies),
+		"push_systems", len(rc.Systems), "simulator", simURL)
+	return rc, nil
+}
+
+func stageListHas(list, name string) bool {
+	for _, s := range strings.Split(list, ",") {
+		if strings.TrimSpace(s) == name {
+			return true
+		}
+	}
+	return false
+}
