@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/internal/chconn"
+	"github.com/memoflow/memoflow/internal/chsink"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/chddl"
 	"github.com/memoflow/memoflow/schemas/events"
@@ -84,25 +85,11 @@ type Sink struct {
 	insert   string
 	metrics  metrics
 
-	mu    sync.Mutex
-	topic string
-	// known holds, for each partition whose history this sink knows, the
-	// highest offset ClickHouse has acknowledged (or that was found there).
-	// A partition not in known has an unknown outcome: never seen since
-	// start, revoked, or part of a failed write.
-	known map[int32]int64
-	// horizon holds, for a partition checked since it became unknown, the
-	// highest offset found in ClickHouse beyond that check's batch: rows a
-	// previous owner wrote past its last commit (a crash after the insert,
-	// or an aborted commit). Batches of the partition up to there are
-	// checked too, even though the partition is known.
-	horizon map[int32]int64
-	cols    columns
-	evs     []events.Event
-	spans   map[int32]span
+	mu   sync.Mutex
+	offs *chsink.Offsets // which batches must be checked against ClickHouse
+	cols columns
+	evs  []events.Event
 }
-
-type span struct{ lo, hi int64 }
 
 var (
 	_ pipeline.Sink           = (*Sink)(nil)
@@ -132,9 +119,7 @@ func New(conn driver.Conn, cfg Config, opts ...Option) (*Sink, error) {
 		features: f,
 		insert:   fmt.Sprintf("INSERT INTO %s.%s (%s)", cfg.Database, chddl.EventsTable, strings.Join(columnNames, ", ")),
 		metrics:  m,
-		known:    map[int32]int64{},
-		horizon:  map[int32]int64{},
-		spans:    map[int32]span{},
+		offs:     chsink.NewOffsets("eventlog"),
 	}, nil
 }
 
@@ -148,15 +133,7 @@ func (s *Sink) Name() string { return "eventlog" }
 func (s *Sink) PartitionsRevoked(revoked map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for topic, ps := range revoked {
-		if s.topic != "" && topic != s.topic {
-			continue
-		}
-		for _, p := range ps {
-			delete(s.known, p)
-			delete(s.horizon, p)
-		}
-	}
+	s.offs.Revoked(revoked)
 }
 
 // Write inserts the events of every record in b with one INSERT. It
@@ -168,23 +145,16 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
-	if err := s.collectSpans(b.Records); err != nil {
+	if err := s.offs.Begin(b.Records); err != nil {
 		return err
 	}
 
 	var existing map[lineage]identity
-	if check := s.unknownPartitions(); len(check) > 0 {
+	if check := s.offs.ToCheck(s.cfg.VerifyEveryBatch); len(check) > 0 {
 		var err error
 		if existing, err = s.existing(ctx, b.Records, check); err != nil {
-			s.forgetBatch()
+			s.offs.Failed()
 			return err
-		}
-	}
-	// Once a batch starts past the horizon, the previous owner's rows are
-	// behind: the partition needs no more checks.
-	for p, sp := range s.spans {
-		if hz, ok := s.horizon[p]; ok && sp.lo > hz {
-			delete(s.horizon, p)
 		}
 	}
 
@@ -208,7 +178,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 			e := &s.evs[i]
 			if have, ok := existing[lineage{r.Partition, r.Offset, uint16(i)}]; ok {
 				if have != (identity{e.MessageUUID, string(e.Tag)}) {
-					s.forgetBatch()
+					s.offs.Failed()
 					return pipeline.Fatal(fmt.Errorf("%w: partition %d offset %d event %d is %s/%s in ClickHouse but %s/%s in Kafka",
 						ErrLineageCollision, r.Partition, r.Offset, i, have.messageUUID, have.tag, e.MessageUUID, e.Tag))
 				}
@@ -223,7 +193,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	if n := s.cols.len(); n > 0 {
 		start := time.Now()
 		if err := s.send(ctx); err != nil {
-			s.forgetBatch()
+			s.offs.Failed()
 			err = chconn.Classify(err)
 			s.metrics.errors.WithLabelValues(pipeline.ClassOf(err).String()).Inc()
 			return fmt.Errorf("eventlog: insert %d rows: %w", n, err)
@@ -231,59 +201,8 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		s.metrics.insertSeconds.Observe(time.Since(start).Seconds())
 		s.metrics.inserted.Add(float64(n))
 	}
-	for p, sp := range s.spans {
-		if prev, ok := s.known[p]; !ok || sp.hi > prev {
-			s.known[p] = sp.hi
-		}
-	}
+	s.offs.Done()
 	return nil
-}
-
-// collectSpans records the offset range of each partition in the batch
-// (in s.spans) and checks that the batch comes from one topic: the
-// lineage columns have no topic, so two topics would collide.
-func (s *Sink) collectSpans(recs []*kgo.Record) error {
-	clear(s.spans)
-	for _, r := range recs {
-		if s.topic == "" {
-			s.topic = r.Topic
-		} else if r.Topic != s.topic {
-			return pipeline.Fatal(fmt.Errorf("eventlog consumes one topic (%s) but got a record of %s", s.topic, r.Topic))
-		}
-		sp, ok := s.spans[r.Partition]
-		if !ok {
-			sp = span{r.Offset, r.Offset}
-		}
-		sp.lo, sp.hi = min(sp.lo, r.Offset), max(sp.hi, r.Offset)
-		s.spans[r.Partition] = sp
-	}
-	return nil
-}
-
-// unknownPartitions returns the partitions of the batch whose rows may
-// already be in ClickHouse: not known, or re-delivered at or below what was
-// acknowledged (the runtime retries a batch whose commit failed).
-func (s *Sink) unknownPartitions() map[int32]span {
-	var out map[int32]span
-	for p, sp := range s.spans {
-		hz, beyond := s.horizon[p]
-		if acked, ok := s.known[p]; ok && sp.lo > acked && (!beyond || sp.lo > hz) && !s.cfg.VerifyEveryBatch {
-			continue
-		}
-		if out == nil {
-			out = map[int32]span{}
-		}
-		out[p] = sp
-	}
-	return out
-}
-
-// forgetBatch marks the batch's partitions unknown after a failed write:
-// some of its parts may be in ClickHouse.
-func (s *Sink) forgetBatch() {
-	for p := range s.spans {
-		delete(s.known, p)
-	}
 }
 
 type lineage struct {
@@ -298,7 +217,7 @@ type identity struct{ messageUUID, tag string }
 // already in ClickHouse. It checks rows, not a high-water mark: one insert
 // is written as one part per month, and a failure can leave some months
 // written and others not.
-func (s *Sink) existing(ctx context.Context, recs []*kgo.Record, check map[int32]span) (map[lineage]identity, error) {
+func (s *Sink) existing(ctx context.Context, recs []*kgo.Record, check map[int32]chsink.Span) (map[lineage]identity, error) {
 	start := time.Now()
 	// The records' event dates bound the search to their months (partition
 	// pruning); without them the query would read every month.
@@ -330,7 +249,7 @@ func (s *Sink) existing(ctx context.Context, recs []*kgo.Record, check map[int32
 	}
 	var cond []string
 	for p, sp := range check {
-		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset BETWEEN %d AND %d)", p, sp.lo, sp.hi))
+		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset BETWEEN %d AND %d)", p, sp.Lo, sp.Hi))
 	}
 	q := fmt.Sprintf(`SELECT kafka_partition, kafka_offset, event_index, message_uuid, tag FROM %s.%s
 WHERE event_date BETWEEN toDate('%s') AND toDate('%s') AND (%s)`,
@@ -373,13 +292,10 @@ const horizonSlack = 7 * 24 * time.Hour
 // smaller than that one: without the horizon, the next batches would skip
 // the check and insert those rows again. One query per restart or
 // rebalance, bounded by event date (partition pruning) like the check.
-func (s *Sink) findHorizon(ctx context.Context, check map[int32]span, from time.Time) error {
+func (s *Sink) findHorizon(ctx context.Context, check map[int32]chsink.Span, from time.Time) error {
 	var cond []string
-	for p, sp := range check {
-		if _, ok := s.known[p]; ok {
-			continue // re-delivered to this sink: it wrote nothing past known[p]
-		}
-		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset > %d)", p, sp.hi))
+	for p, sp := range s.offs.Unseen(check) {
+		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset > %d)", p, sp.Hi))
 	}
 	if len(cond) == 0 {
 		return nil
@@ -400,7 +316,7 @@ WHERE event_date >= toDate('%s') AND (%s) GROUP BY kafka_partition`,
 		if err := rows.Scan(&p, &off); err != nil {
 			return fmt.Errorf("eventlog: look for rows beyond the batch: %w", chconn.Classify(err))
 		}
-		s.horizon[int32(p)] = int64(off)
+		s.offs.SetHorizon(int32(p), int64(off))
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("eventlog: look for rows beyond the batch: %w", chconn.Classify(err))

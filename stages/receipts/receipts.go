@@ -23,9 +23,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/internal/chconn"
+	"github.com/memoflow/memoflow/internal/chsink"
 	"github.com/memoflow/memoflow/pipeline"
 )
 
@@ -99,19 +99,15 @@ type Sink struct {
 	metrics sinkMetrics
 	pusher  Pusher
 
-	mu    sync.Mutex
-	topic string
-	// known holds, for each partition whose history this sink knows, the
-	// highest offset ClickHouse has acknowledged (or that was found
-	// there). A partition not in known has an unknown outcome: never seen
-	// since start, revoked, or part of a failed write.
-	known   map[int32]int64
-	spans   map[int32]span
+	mu sync.Mutex
+	// offs says which partitions' records must be checked by lineage. No
+	// horizon is needed here, unlike the event log: every batch's receipt
+	// ids are checked anyway, so rows a previous owner wrote past its
+	// commit are caught as duplicates.
+	offs    *chsink.Offsets
 	entries []entry
 	cols    columns
 }
-
-type span struct{ lo, hi int64 }
 
 var (
 	_ pipeline.Sink           = (*Sink)(nil)
@@ -137,8 +133,7 @@ func New(conn driver.Conn, cfg Config, opts ...Option) (*Sink, error) {
 		insert:  insertStatement(cfg.Database),
 		metrics: m,
 		pusher:  o.pusher,
-		known:   map[int32]int64{},
-		spans:   map[int32]span{},
+		offs:    chsink.NewOffsets("receipts"),
 	}, nil
 }
 
@@ -153,14 +148,7 @@ func (s *Sink) Name() string { return "receipts" }
 func (s *Sink) PartitionsRevoked(revoked map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for topic, ps := range revoked {
-		if s.topic != "" && topic != s.topic {
-			continue
-		}
-		for _, p := range ps {
-			delete(s.known, p)
-		}
-	}
+	s.offs.Revoked(revoked)
 }
 
 // Write stores the receipts of b with one INSERT, leaving out the ones
@@ -172,7 +160,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
-	if err := s.collectSpans(b.Records); err != nil {
+	if err := s.offs.Begin(b.Records); err != nil {
 		return err
 	}
 	clear(s.entries)
@@ -187,13 +175,13 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		s.entries = append(s.entries, e)
 	}
 	if len(s.entries) == 0 {
-		s.markKnown()
+		s.offs.Done()
 		return nil
 	}
 
-	found, err := s.existing(ctx, s.unknownPartitions())
+	found, err := s.existing(ctx, s.offs.ToCheck(false))
 	if err != nil {
-		s.forgetBatch()
+		s.offs.Failed()
 		s.metrics.errors.WithLabelValues(pipeline.ClassOf(err).String()).Inc()
 		return err
 	}
@@ -207,7 +195,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		e := &s.entries[i]
 		if have, ok := found.byLineage[lineage{e.partition, e.offset}]; ok {
 			if have != e.id {
-				s.forgetBatch()
+				s.offs.Failed()
 				return pipeline.Fatal(fmt.Errorf("%w: partition %d offset %d is receipt %s in ClickHouse but %s in Kafka",
 					ErrLineageCollision, e.partition, e.offset, have, e.id))
 			}
@@ -231,7 +219,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 	if n := s.cols.len(); n > 0 {
 		start := time.Now()
 		if err := s.cols.send(ctx, s.conn, s.insert); err != nil {
-			s.forgetBatch()
+			s.offs.Failed()
 			err = chconn.Classify(err)
 			s.metrics.errors.WithLabelValues(pipeline.ClassOf(err).String()).Inc()
 			return fmt.Errorf("receipts: insert %d rows: %w", n, err)
@@ -239,7 +227,7 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		s.metrics.insertSeconds.Observe(time.Since(start).Seconds())
 		s.metrics.inserted.Add(float64(n))
 	}
-	s.markKnown()
+	s.offs.Done()
 	return s.push(ctx)
 }
 
@@ -259,60 +247,6 @@ func (s *Sink) push(ctx context.Context) error {
 	return nil
 }
 
-// collectSpans records the offset range of each partition in the batch
-// and checks that the batch comes from one topic: the lineage columns
-// have no topic, so two topics would collide.
-func (s *Sink) collectSpans(recs []*kgo.Record) error {
-	clear(s.spans)
-	for _, r := range recs {
-		if s.topic == "" {
-			s.topic = r.Topic
-		} else if r.Topic != s.topic {
-			return pipeline.Fatal(fmt.Errorf("receipts consumes one topic (%s) but got a record of %s", s.topic, r.Topic))
-		}
-		sp, ok := s.spans[r.Partition]
-		if !ok {
-			sp = span{r.Offset, r.Offset}
-		}
-		sp.lo, sp.hi = min(sp.lo, r.Offset), max(sp.hi, r.Offset)
-		s.spans[r.Partition] = sp
-	}
-	return nil
-}
-
-// unknownPartitions returns the partitions of the batch whose records may
-// already be in ClickHouse: not known, or re-delivered at or below what
-// was acknowledged (the runtime retries a batch whose commit failed).
-func (s *Sink) unknownPartitions() map[int32]span {
-	var out map[int32]span
-	for p, sp := range s.spans {
-		if acked, ok := s.known[p]; ok && sp.lo > acked {
-			continue
-		}
-		if out == nil {
-			out = map[int32]span{}
-		}
-		out[p] = sp
-	}
-	return out
-}
-
-func (s *Sink) markKnown() {
-	for p, sp := range s.spans {
-		if prev, ok := s.known[p]; !ok || sp.hi > prev {
-			s.known[p] = sp.hi
-		}
-	}
-}
-
-// forgetBatch marks the batch's partitions unknown after a failed write:
-// some of its rows may be in ClickHouse.
-func (s *Sink) forgetBatch() {
-	for p := range s.spans {
-		delete(s.known, p)
-	}
-}
-
 type lineage struct {
 	partition int32
 	offset    int64
@@ -328,7 +262,7 @@ type found struct {
 // partitions in check, which of its records are stored already. The ids
 // and senders go as external tables: a batch's ids do not fit in a query's
 // text (max_query_size), and 18.16 has no query parameters.
-func (s *Sink) existing(ctx context.Context, check map[int32]span) (found, error) {
+func (s *Sink) existing(ctx context.Context, check map[int32]chsink.Span) (found, error) {
 	start := time.Now()
 	ids, err := ext.NewTable("batch_ids", ext.Column("receipt_id", "UUID"))
 	if err != nil {
@@ -359,7 +293,7 @@ func (s *Sink) existing(ctx context.Context, check map[int32]span) (found, error
 	}
 	cond := []string{"receipt_id IN batch_ids"}
 	for p, sp := range check {
-		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset BETWEEN %d AND %d)", p, sp.lo, sp.hi))
+		cond = append(cond, fmt.Sprintf("(kafka_partition = %d AND kafka_offset BETWEEN %d AND %d)", p, sp.Lo, sp.Hi))
 	}
 	// receipt_date prunes months, sender_system and receipt_time are a
 	// range of the sorting key. A record's row has its receipt's time, so
@@ -386,7 +320,7 @@ WHERE sender_system IN batch_senders
 			return found{}, fmt.Errorf("receipts: look for stored receipts: %w", chconn.Classify(err))
 		}
 		f.ids[id] = struct{}{}
-		if sp, ok := check[int32(p)]; ok && int64(off) >= sp.lo && int64(off) <= sp.hi {
+		if sp, ok := check[int32(p)]; ok && int64(off) >= sp.Lo && int64(off) <= sp.Hi {
 			f.byLineage[lineage{int32(p), int64(off)}] = id
 		}
 	}
