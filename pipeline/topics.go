@@ -29,7 +29,12 @@ const (
 	TopicSchedule  = "memo.schedule"   // recall commands and release ticks, co-partitioned with memo.valid (API, ticker → schedule)
 	TopicRecalls   = "memo.recalls"    // recall outcomes by request id, compacted (schedule → recall API)
 	TopicBlobsDone = "memo.blobs.done" // claim-check blobs no longer needed, key blob key (deliver → blobgc)
+	TopicForward   = "memo.forward"    // company mailbox post to forward, key messageUUID (route → forward)
 )
+
+// TopicForwardRetry holds forwards to pickup systems that failed and wait
+// one constant gap (forward's timer moves them back to TopicForward).
+const TopicForwardRetry = TopicForward + ".retry"
 
 // TopicReceiptPush queues receipts for sender systems' receipt endpoints
 // (receipts → receipt-push); failed POSTs wait in TopicReceiptPush+".retry".
@@ -66,6 +71,8 @@ var Catalogue = []TopicSpec{
 	{Name: TopicSchedule, Retention: 7 * 24 * time.Hour, Purpose: "recall commands (key messageUUID) and release ticks for the schedule stage, partitioned like memo.valid"},
 	{Name: TopicBlobsDone, Purpose: "claim-check blobs whose message reached a final state; blobgc deletes them"},
 	{Name: TopicRecalls, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "recall outcomes by request id, read by the recall API"},
+	{Name: TopicForward, Purpose: "company mailbox post to forward to a secure mailbox or a pickup system (Envelope + memoflow.forward.* headers)"},
+	{Name: TopicForwardRetry, Purpose: "forwards to pickup systems that failed, due again after one constant gap"},
 }
 
 // TopicOptions say how EnsureTopics creates topics.

@@ -53,6 +53,15 @@ const (
 	MemoSendRouted                      Tag = "MEMO_SEND_ROUTED" // memoflow's own, not NgDP's: the routing decision (stages/route)
 )
 
+// Forwarding of company post (stages/forward), memoflow's own tags beside
+// NgDP's MESSAGE_FORWARDED_*: a forward that did not happen (too large,
+// refused, given up; the letter stays in the mailbox), and one failed
+// attempt of a forward that is retried.
+const (
+	MessageForwardFailed        Tag = "MESSAGE_FORWARD_FAILED"
+	MessageForwardAttemptFailed Tag = "MESSAGE_FORWARD_ATTEMPT_FAILED"
+)
+
 // Receipts: the technical receipt answers the submission at once; the
 // business receipt reports delivery (or its failure) later.
 const (
@@ -88,7 +97,7 @@ var KnownTags = []Tag{
 	MemoSendSentToRecipientSystem, MemoSendSentToRecipientSystemFailed, MemoSendFailed, MemoSendRouted,
 	MemoSendRecalled, MemoMessageRecalled, MessageRecalledByAdministrator, MemoExtracted,
 	MemoSystemFetched, MessageRead, MessageLegallyNotified, MessageForwardedToAuthority,
-	MessageForwardedToEmail, MessageForwardedToTrusted, NotificationSent, NotificationFailed,
+	MessageForwardedToEmail, MessageForwardedToTrusted, MessageForwardFailed, MessageForwardAttemptFailed, NotificationSent, NotificationFailed,
 	NotificationPushCompleted, NemSMSSentSuccessfully, NemSMSSentAndRejected, NemSMSSendFailed,
 	PhysicalLetterSent, UnopenedMailAsPhysicalPost, UnopenedMailNotAsPhysicalPost,
 	UnopenedMailSentAsPhysicalPost, DigitalPostRegistered, DigitalPostExempted,

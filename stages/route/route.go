@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/internal/blob"
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/schemas/records"
@@ -106,7 +107,8 @@ type Stage struct {
 	cfg    Config
 	loc    *time.Location
 
-	env records.Envelope // reused per record
+	env   records.Envelope // reused per record
+	blobs blob.Store       // copies claim-checked bodies for forwarding
 }
 
 // Option configures a Stage.
@@ -114,6 +116,11 @@ type Option func(*Stage)
 
 // WithClock sets the clock (tests; default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Stage) { s.now = now } }
+
+// WithBlobStore lets route copy the claim-checked body of a message it
+// forwards (forward.go): the mailbox delivery deletes the original blob
+// when it is done, which may be before the forward has read it.
+func WithBlobStore(b blob.Store) Option { return func(s *Stage) { s.blobs = b } }
 
 // New returns the stage. view must be caught up before the stage consumes
 // (the command waits for view.CaughtUp before starting the runner).
@@ -158,6 +165,9 @@ type Decision struct {
 	Message string
 	// NoSystem is the DLQ reason when the registry lacks a system.
 	NoSystem string
+	// Forward is set when the message lands in a company's mailbox and
+	// the company forwards its mailbox post (forward.go).
+	Forward registry.Forwarding
 }
 
 // Decide applies the routing rules to e at time now. It allocates nothing
@@ -243,7 +253,7 @@ func (s *Stage) company(e *records.Envelope) Decision {
 	if c.Mailbox == nil {
 		return Decision{NoSystem: "the company's mailbox provider " + c.MailboxID + " is not a system in the registry"}
 	}
-	return Decision{System: c.Mailbox}
+	return Decision{System: c.Mailbox, Forward: c.Forward}
 }
 
 // authority routes post to an authority: MYNDIGHEDSPOST by contact point
@@ -298,7 +308,9 @@ func (s *Stage) fallback(o *registry.Org, cp string) Decision {
 		return Decision{System: sys, ContactPoint: cp}
 	}
 	if c, ok := s.view.Company(o.CVR); ok && c.Mailbox != nil {
-		return Decision{System: c.Mailbox, ContactPoint: cp}
+		// Seed 002: an authority without system pickup has its post in
+		// its mailbox on Virk, from where it may forward it.
+		return Decision{System: c.Mailbox, ContactPoint: cp, Forward: c.Forward}
 	}
 	return Decision{NoSystem: "authority " + o.CVR + " has no default recipient system and no mailbox"}
 }
@@ -339,8 +351,14 @@ func (s *Stage) smsHold(now time.Time) int64 {
 // provider taking most of a national send spreads over the partitions
 // while each recipient's messages stay in order on one of them.
 func (s *Stage) Key(dst []byte, dest *registry.System, recipient string) []byte {
+	return KeyFor(dst, dest, recipient, s.cfg.Spread)
+}
+
+// KeyFor is Key with the spread given: the forward stage keys the copies
+// it routes to a trusted third party the same way.
+func KeyFor(dst []byte, dest *registry.System, recipient string, spread int) []byte {
 	dst = append(dst, dest.ID...)
-	if dest.SysKind == registry.SystemRecipient || s.cfg.Spread <= 1 {
+	if dest.SysKind == registry.SystemRecipient || spread <= 1 {
 		return dst
 	}
 	h := uint32(2166136261)
@@ -349,7 +367,7 @@ func (s *Stage) Key(dst []byte, dest *registry.System, recipient string) []byte 
 		h *= 16777619
 	}
 	dst = append(dst, '#')
-	return strconv.AppendUint(dst, uint64(h%uint32(s.cfg.Spread)), 10)
+	return strconv.AppendUint(dst, uint64(h%uint32(spread)), 10)
 }
 
 // DestinationOf returns the system id of a memo.routed key.
@@ -401,6 +419,15 @@ func (s *Stage) Transform(ctx context.Context, b *pipeline.Batch) error {
 		b.Emit(events.NewRecord(pipeline.TopicEvents, evs...))
 		b.Emit(&kgo.Record{Topic: pipeline.TopicRouted, Key: s.Key(make([]byte, 0, len(e.Destination)+5), d.System, e.RecipientID),
 			Value: e.Append(make([]byte, 0, e.EncodedLen()))})
+		if d.Forward.Set() {
+			// Same transaction as the mailbox copy: forwarded if and only
+			// if routed (forward.go).
+			fr, err := s.forwardRecord(ctx, e, d.Forward)
+			if err != nil {
+				return err
+			}
+			b.Emit(fr)
+		}
 	}
 	return nil
 }
