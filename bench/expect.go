@@ -15,6 +15,9 @@ type Outcome struct {
 	Accepted int64 // accepted by ingest
 	Valid    int64 // of those, valid (they go on down the pipeline)
 	Invalid  int64 // of those, rejected by validate
+	// Single were submitted one by one (application/xml), not in a batch:
+	// validate logs MEMO_SEND_RECEIVED for them, not the mass-send tag.
+	Single int64
 	// Held are valid messages with a future value date (schedule holds
 	// them); Released those of them released during the run.
 	Held, Released int64
@@ -34,7 +37,8 @@ var StageEvents = map[string]func(o Outcome) map[events.Tag]int64{
 	// the verdict, two rows per accepted message.
 	"validate": func(o Outcome) map[events.Tag]int64 {
 		return map[events.Tag]int64{
-			events.MemoMassSendReceived:     o.Accepted,
+			events.MemoMassSendReceived:     o.Accepted - o.Single,
+			events.MemoSendReceived:         o.Single,
 			events.MemoSendValidated:        o.Valid,
 			events.MemoSendValidationFailed: o.Invalid,
 		}

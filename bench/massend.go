@@ -91,13 +91,19 @@ func prepareSet(ctx context.Context, env *Env, set *MessageSet, prepared **Prepa
 }
 
 func (m *MassSend) Load(ctx context.Context, env *Env) error {
+	return loadSet(ctx, env, m.set, m.prepared)
+}
+
+// loadSet sends set as fast as ingest takes it: prepared batch files,
+// compressed while sending (--live) or produced directly (--direct).
+func loadSet(ctx context.Context, env *Env, set *MessageSet, prepared *Prepared) error {
 	switch {
 	case env.Opts.Direct:
-		return loadDirect(ctx, env, m.set)
+		return loadDirect(ctx, env, set)
 	case env.Opts.Live:
-		return loadLive(ctx, env, m.set)
+		return loadLive(ctx, env, set)
 	}
-	return loadPrepared(ctx, env, m.set, m.prepared)
+	return loadPrepared(ctx, env, set, prepared)
 }
 
 func (m *MassSend) Arrival(env *Env) ArrivalSource {
@@ -162,7 +168,7 @@ func outcomeOf(env *Env, from, to int, held bool) Outcome {
 
 // Add sums two outcomes.
 func (o Outcome) Add(p Outcome) Outcome {
-	return Outcome{Accepted: o.Accepted + p.Accepted, Valid: o.Valid + p.Valid, Invalid: o.Invalid + p.Invalid,
+	return Outcome{Accepted: o.Accepted + p.Accepted, Valid: o.Valid + p.Valid, Invalid: o.Invalid + p.Invalid, Single: o.Single + p.Single,
 		Held: o.Held + p.Held, Released: o.Released + p.Released,
 		ToMailbox: o.ToMailbox + p.ToMailbox, ToSMS: o.ToSMS + p.ToSMS, ToSystem: o.ToSystem + p.ToSystem}
 }
@@ -211,7 +217,7 @@ func postBatch(ctx context.Context, client *http.Client, env *Env, set *MessageS
 		return err
 	}
 	url := strings.TrimRight(env.Target.URL, "/") + "/apis/v1/memos/"
-	first := i * set.BatchSize
+	first := set.Offset + i*set.BatchSize
 	n := set.batchLen(i)
 	env.Sent(first, n, time.Now())
 	for attempt := 1; attempt <= 8; attempt++ {
@@ -357,9 +363,9 @@ func (d *directProducer) batch(ctx context.Context, env *Env, set *MessageSet, b
 	tid := fmt.Sprintf("bench-direct-%d-%d", set.Seed, b)
 	now := time.Now()
 	items := set.Batch(b)
-	env.Sent(b*set.BatchSize, len(items), now)
+	env.Sent(set.Offset+b*set.BatchSize, len(items), now)
 	for j, it := range items {
-		idx := b*set.BatchSize + j
+		idx := set.Offset + b*set.BatchSize + j
 		rec := records.NewIngestRecord(pipeline.TopicIngest, records.IngestMeta{MessageUUID: it.UUID, TransmissionID: tid,
 			SenderOrg: set.SenderOrg, SenderSystem: "bench", ReceivedAt: now, MassSend: true,
 			ContentSHA256: contentHash(it.Data), Size: len(it.Data)}, it.Data)

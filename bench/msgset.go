@@ -97,6 +97,9 @@ type MessageSet struct {
 	// doNotDeliverUntilDate: the schedule stage holds them until 00:00
 	// Europe/Copenhagen that day.
 	ValueDate string
+	// Offset is the manifest position of the set's first message when a
+	// scenario sends several sets (not part of the messages or the key).
+	Offset int `json:"-"`
 	// Tag tells sets of one run apart (held and live messages of the
 	// value-date scenario): it is part of the UUIDs' seed and of the
 	// cache key.

@@ -71,7 +71,33 @@ type Report struct {
 	Notes         []string          `json:"notes,omitempty"`
 	SourceErrors  map[string]string `json:"sampling_errors,omitempty"`
 	LostSample    []string          `json:"lost_sample,omitempty"`
-	Samples       []Sample          `json:"samples"`
+	// Details are a scenario's own measures (release rate, the healthy
+	// systems' ratio, ...), in the order it added them.
+	Details []Detail `json:"details,omitempty"`
+	Samples []Sample `json:"samples"`
+}
+
+// Detail is one of a scenario's own measures.
+type Detail struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit,omitempty"`
+	Note  string  `json:"note,omitempty"`
+}
+
+// AddDetail adds a scenario measure to the report.
+func (r *Report) AddDetail(name string, value float64, unit, note string) {
+	r.Details = append(r.Details, Detail{Name: name, Value: value, Unit: unit, Note: note})
+}
+
+// Detail returns the named measure (0, false when absent).
+func (r *Report) Detail(name string) (float64, bool) {
+	for _, d := range r.Details {
+		if d.Name == name {
+			return d.Value, true
+		}
+	}
+	return 0, false
 }
 
 // StageStat is one consumer group's throughput and lag over the run, from
@@ -333,6 +359,9 @@ func (r *Report) Summary(w io.Writer) {
 	for _, s := range r.Stages {
 		fmt.Fprintf(w, "  %-22s %8.0f rec/s mean, %8.0f peak, max lag %d\n", "group "+s.Group, s.MeanPerSec, s.PeakPerSec, s.MaxLag)
 	}
+	for _, d := range r.Details {
+		fmt.Fprintf(w, "  %-22s %s %s  %s\n", d.Name, trimFloat(d.Value), d.Unit, d.Note)
+	}
 	fmt.Fprintf(w, "  %-22s %d rows (%.0f rows/s to completion, peak %.0f/s)\n", "event log", r.EventsInClickHouse, r.EventRowsPerSec, r.PeakEventRowsPerSec)
 	fmt.Fprintf(w, "  %-22s %.1f CPU s (%.2f ms per message), max RSS %.0f MB [%s]\n", "resources", r.CPUSeconds,
 		1000*r.CPUSeconds/math.Max(float64(r.Accepted), 1), r.MaxRSSMB, r.CPUScope)
@@ -353,6 +382,16 @@ func (r *Report) Summary(w io.Writer) {
 	for src, e := range r.SourceErrors {
 		fmt.Fprintf(w, "  sampling %s failed (first error): %s\n", src, e)
 	}
+}
+
+func trimFloat(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	if math.Abs(v) >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 func human(b int) string {
@@ -550,7 +589,7 @@ func (r *Report) RenderHTML(w io.Writer) error {
 		"f0":    func(v float64) string { return fmt.Sprintf("%.0f", v) },
 		"f1":    func(v float64) string { return fmt.Sprintf("%.1f", v) },
 		"f2":    func(v float64) string { return fmt.Sprintf("%.2f", v) },
-		"human": human, "kinds": kindsLine, "codes": codesLine,
+		"human": human, "kinds": kindsLine, "codes": codesLine, "num": trimFloat,
 	}).Parse(reportTemplate)
 	if err != nil {
 		return err

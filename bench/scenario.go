@@ -226,6 +226,13 @@ type Expectation struct {
 	AtLeast map[string]bool
 }
 
+// NullSizer is implemented by scenarios whose Kafka records are not the
+// size of their messages (claim-checked messages carry a reference): the
+// null pipeline then carries records of these sizes.
+type NullSizer interface {
+	NullSizes(m *Manifest) []uint32
+}
+
 // LatencyBase is implemented by scenarios whose messages' latency does not
 // start at submission (held messages: at their release).
 type LatencyBase interface {
@@ -403,6 +410,9 @@ func Run(ctx context.Context, sc Scenario, t Target, o Options) (*Report, error)
 		}
 		no := NullShape(t.Stages)
 		no.Kafka, no.Records, no.Partitions, no.Sizes = t.Kafka, n, t.Kafka.TopicPartitions, man.Sizes
+		if ns, ok := sc.(NullSizer); ok {
+			no.Sizes = ns.NullSizes(man)
+		}
 		no.PollRecords, no.Transactions = t.Runner.PollRecords, t.Runner.Transactions
 		env.logf("null pipeline: %d records, %d exactly-once hop(s) (sink %v, %d B event records), %d partitions...",
 			n, no.Hops, no.Sink, no.EventBytes, t.Kafka.TopicPartitions)

@@ -46,14 +46,27 @@ func (s *Soak) Prepare(ctx context.Context, env *Env) (*Manifest, error) {
 // Load sends batch i at start + i*BatchSize/Rate; a batch that is late
 // (the pipeline pushed back) is sent at once, and the lateness reported.
 func (s *Soak) Load(ctx context.Context, env *Env) error {
-	set := s.set
-	interval := time.Duration(float64(set.BatchSize) / s.Rate * float64(time.Second))
+	late, err := loadPaced(ctx, env, s.set, s.prepared, s.Rate)
+	if err != nil {
+		return err
+	}
+	if interval := time.Duration(float64(s.set.BatchSize) / s.Rate * float64(time.Second)); late > interval && env.Report != nil {
+		env.Report.Notes = append(env.Report.Notes, fmt.Sprintf("the sender fell behind the set rate by up to %s: the pipeline did not keep up with %.0f msgs/s", late.Round(time.Millisecond), s.Rate))
+	}
+	return nil
+}
+
+// loadPaced sends set's batch i at start + i*BatchSize/rate (prepared
+// batch files, or produced directly with --direct) and returns how late
+// the latest batch went out.
+func loadPaced(ctx context.Context, env *Env, set *MessageSet, prepared *Prepared, rate float64) (time.Duration, error) {
+	interval := time.Duration(float64(set.BatchSize) / rate * float64(time.Second))
 	start := time.Now()
 	var d *directProducer
 	if env.Opts.Direct {
 		var err error
 		if d, err = newDirectProducer(env); err != nil {
-			return err
+			return 0, err
 		}
 		defer d.close()
 	}
@@ -64,7 +77,7 @@ func (s *Soak) Load(ctx context.Context, env *Env) error {
 		if w := time.Until(due); w > 0 {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return late, ctx.Err()
 			case <-time.After(w):
 			}
 		} else {
@@ -74,21 +87,18 @@ func (s *Soak) Load(ctx context.Context, env *Env) error {
 		if d != nil {
 			err = d.batch(ctx, env, set, b)
 		} else {
-			err = postBatch(ctx, client, env, set, b, s.prepared.Files[b])
+			err = postBatch(ctx, client, env, set, b, prepared.Files[b])
 		}
 		if err != nil {
-			return err
+			return late, err
 		}
 	}
 	if d != nil {
 		if err := d.flush(ctx); err != nil {
-			return err
+			return late, err
 		}
 	}
-	if late > interval && env.Report != nil {
-		env.Report.Notes = append(env.Report.Notes, fmt.Sprintf("the sender fell behind the set rate by up to %s: the pipeline did not keep up with %.0f msgs/s", late.Round(time.Millisecond), s.Rate))
-	}
-	return nil
+	return late, nil
 }
 
 // RSSTrend compares memory early and late in a run.

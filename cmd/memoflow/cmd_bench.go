@@ -20,7 +20,8 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench SCENARIO",
 		Short: "Benchmarks for SREs; every figure comes with a baseline measured in the same run",
 	}
-	cmd.AddCommand(newBenchCopyCmd(), newBenchIngestCmd(), newBenchMassSendCmd(), newBenchSoakCmd(), newBenchChaosCmd())
+	cmd.AddCommand(newBenchCopyCmd(), newBenchIngestCmd(), newBenchMassSendCmd(), newBenchSoakCmd(), newBenchChaosCmd(),
+		newBenchValueDateCmd(), newBenchFailingCmd(), newBenchLargeCmd())
 	return cmd
 }
 

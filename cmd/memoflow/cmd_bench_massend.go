@@ -20,14 +20,14 @@ import (
 
 // benchRunOpts are the flags every end-to-end bench scenario shares.
 type benchRunOpts struct {
-	o                                 bench.Options
-	jsonOut, htmlOut, url, token      string
-	stages, cpuprofile                string
-	metricsURLs                       []string
-	keepDB, prepareOnly               bool
+	o                            bench.Options
+	jsonOut, htmlOut, url, token string
+	stages, cpuprofile           string
+	metricsURLs                  []string
+	keepDB, prepareOnly          bool
 	// tune sets a scenario's stage defaults on the in-process pipeline
 	// (flags the user gave win: it is told which were changed).
-	tune func(cfg *Config, changed func(string) bool)
+	tune                              func(cfg *Config, changed func(string) bool)
 	letterSize, attachmentSize        string
 	nemsmsShare, attShare, invalidPct float64
 }
