@@ -3,6 +3,7 @@ package deliver
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,6 +60,29 @@ type Config struct {
 	// PullBaseURL is the public base URL told to publish/subscribe
 	// systems in notifications ("" = relative paths).
 	PullBaseURL string `yaml:"pull_base_url"`
+
+	// SFTPKeyFile is memoflow's SSH private key for SFTP recipient systems
+	// (ed25519, or RSA of at least 2048 bits; unencrypted, from the secret
+	// store). Empty: messages to SFTP systems fail with
+	// DELIVER_TRANSPORT_CONFIG.
+	SFTPKeyFile string `yaml:"sftp_key_file"`
+	// SFTPReceiptPoll is how often the pull API polls SFTP systems'
+	// receipt folders; 0 turns polling off in this process (run it on one
+	// replica only, if you like: two replicas polling are safe).
+	SFTPReceiptPoll time.Duration `yaml:"sftp_receipt_poll"`
+	// SMTPCertFile and SMTPKeyFile are memoflow's function certificate
+	// (FOCES/VOCES, PEM, then intermediates) and its key, which sign every
+	// mail to SMTP systems. Empty: messages to SMTP systems fail with
+	// DELIVER_TRANSPORT_CONFIG.
+	SMTPCertFile string `yaml:"smtp_cert_file"`
+	SMTPKeyFile  string `yaml:"smtp_key_file"`
+	// SMTPFrom is the envelope sender and From: of the mails.
+	SMTPFrom string `yaml:"smtp_from"`
+	// SMTPTLSCAFile verifies the systems' mail servers (PEM); empty means
+	// the system roots. SMTPRecipientCAFile, when set, is where systems'
+	// certificates must chain to (the OCES CAs).
+	SMTPTLSCAFile       string `yaml:"smtp_tls_ca_file"`
+	SMTPRecipientCAFile string `yaml:"smtp_recipient_ca_file"`
 }
 
 // DefaultConfig returns the defaults.
@@ -76,6 +100,7 @@ func DefaultConfig() Config {
 		BatchRecords:     500,
 		MaxIdle:          time.Second,
 		PullStoreDir:     "./var/outbox",
+		SFTPReceiptPoll:  30 * time.Second,
 	}
 }
 
@@ -95,6 +120,13 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch; a crash can repeat the pushes of one batch (same idempotency keys)")
 	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
 	fs.StringVar(&c.PullBaseURL, "deliver-pull-base-url", d.PullBaseURL, "public base URL of the pull API, used in publish/subscribe notifications")
+	fs.StringVar(&c.SFTPKeyFile, "sftp-key-file", "", "memoflow's SSH private key for SFTP recipient systems (ed25519 or RSA >= 2048, unencrypted); without it SFTP deliveries fail with DELIVER_TRANSPORT_CONFIG")
+	fs.DurationVar(&c.SFTPReceiptPoll, "sftp-receipt-poll", d.SFTPReceiptPoll, "how often the pull API polls SFTP systems' receipt folders (0: not in this process)")
+	fs.StringVar(&c.SMTPCertFile, "smtp-cert-file", "", "memoflow's function certificate (PEM, FOCES/VOCES, then intermediates) signing mail to SMTP recipient systems")
+	fs.StringVar(&c.SMTPKeyFile, "smtp-key-file", "", "private key of --smtp-cert-file (PEM: PKCS#8, PKCS#1 or SEC 1)")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", "", "sender address of mail to SMTP recipient systems, e.g. digitalpost@memoflow.example")
+	fs.StringVar(&c.SMTPTLSCAFile, "smtp-tls-ca-file", "", "CA certificates (PEM) verifying SMTP systems' mail servers (default: the system roots)")
+	fs.StringVar(&c.SMTPRecipientCAFile, "smtp-recipient-ca-file", "", "CA certificates (PEM, the OCES CAs) SMTP systems' certificates must chain to (default: not checked)")
 }
 
 // Validate checks c; errors name the field and the fix.
@@ -131,8 +163,24 @@ func (c *Config) Validate() error {
 		return errors.New("deliver.batch_records: must be at least 1 (0: the runtime's --sink-batch-records)")
 	case c.MaxIdle <= 0:
 		return errors.New("deliver.max_idle: must be positive, e.g. 1s")
+	case c.SFTPReceiptPoll < 0:
+		return errors.New("deliver.sftp_receipt_poll: must not be negative (0 turns polling off)")
+	case c.SMTPCertFile != "" && c.SMTPKeyFile == "":
+		return errors.New("deliver.smtp_key_file: --smtp-cert-file is set without its key; give --smtp-key-file too")
+	case c.SMTPCertFile == "" && c.SMTPKeyFile != "":
+		return errors.New("deliver.smtp_cert_file: --smtp-key-file is set without its certificate; give --smtp-cert-file too")
+	case c.SMTPCertFile != "" && !validMailbox(c.SMTPFrom):
+		return fmt.Errorf("deliver.smtp_from: %q: give memoflow's sender address (name@domain) with --smtp-from", c.SMTPFrom)
+	case c.SMTPCertFile == "" && (c.SMTPTLSCAFile != "" || c.SMTPRecipientCAFile != ""):
+		return errors.New("deliver.smtp_cert_file: CA files are set but no function certificate; give --smtp-cert-file and --smtp-key-file, or drop the CA files")
 	}
 	return nil
+}
+
+// validMailbox: a bare address, name@domain.
+func validMailbox(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && a.Address == s && strings.Contains(s, "@")
 }
 
 // RetryTopicPrefix names the delay topics: memo.retry.<gap>.

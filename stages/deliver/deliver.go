@@ -58,6 +58,8 @@ type Deliverer struct {
 	gates   *gates
 	workers chan struct{}
 	metrics *metrics
+	// tr holds the SFTP and SMTP clients and their targets.
+	tr transports
 
 	deactMu     sync.Mutex
 	deactivated map[string]bool
@@ -105,6 +107,9 @@ func NewDeliverer(cfg Config, systems Systems, pseudo *events.Pseudonymizer, opt
 	}
 	for _, o := range opts {
 		o(d)
+	}
+	if err := d.tr.init(cfg); err != nil {
+		return nil, err
 	}
 	if d.client == nil {
 		d.client = &http.Client{Transport: &http.Transport{
@@ -218,12 +223,24 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 		d.toOutbox(it, &sys, events.MemoSendReadyForFetch, "")
 		d.notify(ctx, it, &sys)
 		return
-	case sys.Protocol != ProtoPush:
+	case sys.Protocol != ProtoPush && sys.Protocol != ProtoSFTP && sys.Protocol != ProtoSMTP:
 		d.toOutbox(it, &sys, events.MemoSendReadyForFetch, CodeWrongProtocol)
 		return
 	case sys.Endpoint == "":
-		d.failed(ctx, it, &sys, attemptErr(CodeNoEndpoint, "push system %s has no endpoint", sys.ID), false)
+		d.failed(ctx, it, &sys, attemptErr(CodeNoEndpoint, "%s system %s has no endpoint", sys.Protocol, sys.ID), false)
 		return
+	}
+	// SFTP and SMTP: a target from the registry entry. Without memoflow's
+	// key or certificate, or with an unusable entry, no attempt can
+	// succeed: fail now, without touching the system's circuit.
+	var target any
+	if sys.Protocol != ProtoPush {
+		var terr *AttemptError
+		if target, terr = d.tr.target(&sys); terr != nil {
+			d.alert(&sys, terr)
+			d.failed(ctx, it, &sys, terr, true)
+			return
+		}
 	}
 	body, aerr := d.body(ctx, env, sys.WantVersion)
 	if aerr != nil {
@@ -270,7 +287,12 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 	}
 	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	aerr = push(pctx, d.client, &sys, env.MessageUUID, int(env.Attempt)+1, "application/xml", body)
+	permanent := false
+	if target == nil {
+		aerr = push(pctx, d.client, &sys, env.MessageUUID, int(env.Attempt)+1, "application/xml", body)
+	} else {
+		aerr, permanent = d.tr.deliver(pctx, target, env.MessageUUID, body)
+	}
 	cancel()
 	hanging, threshold := 0, d.cfg.BreakerFailures
 	if aerr != nil && aerr.Code == CodeTimeout {
@@ -287,12 +309,35 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 		return
 	}
 	now := d.now()
+	if permanent {
+		// The system answered, and no retry of this message can help:
+		// neither a success nor a failure of the system for its circuit
+		// (a wrong host key must not hold the messages a fixed entry
+		// would deliver in an hour), but the end of a probe.
+		g.release()
+		d.alert(&sys, aerr)
+		d.failed(ctx, it, &sys, aerr, true)
+		return
+	}
 	g.result(aerr == nil, now, threshold, d.cfg.BreakerCooldown, hanging)
 	if aerr != nil {
 		d.failed(ctx, it, &sys, aerr, false)
 		return
 	}
 	d.delivered(it, &sys, now)
+}
+
+// alert counts a permanent failure that is a fault of the system's (or
+// memoflow's) setup: it hits every message to the system, so operators
+// alert on memoflow_deliver_transport_config_errors_total, not on the
+// failed messages one by one.
+func (d *Deliverer) alert(sys *System, aerr *AttemptError) {
+	if !configCodes[aerr.Code] {
+		return
+	}
+	d.metrics.configErrors.WithLabelValues(sys.ID, sys.Protocol.String(), aerr.Code).Inc()
+	d.log.Error("recipient system unusable until its configuration is fixed", "system", sys.ID,
+		"protocol", sys.Protocol.String(), "code", aerr.Code, "err", aerr.Err)
 }
 
 // body returns the MeMo as the system takes it.
@@ -405,6 +450,12 @@ func (d *Deliverer) delivered(it *item, sys *System, now time.Time) {
 	bc.ReceiptStatus = records.StatusCompleted
 	it.out = append(it.out, events.NewRecord(pipeline.TopicEvents, ev, bc),
 		receipt(&it.env, records.StatusCompleted, "", "", now))
+	if sys.Protocol == ProtoSFTP && sys.ReceiptFolder != "" {
+		// The system will write a receipt file naming only the
+		// messageUUID; the pull API relays it from this marker (sender,
+		// transmission), as it relays a pull system's receipt.
+		it.out = append(it.out, deliveredMarker(&it.env, sys))
+	}
 	it.out = appendBlobDone(it.out, &it.env)
 	d.metrics.outcomes.WithLabelValues("delivered").Inc()
 }

@@ -13,6 +13,8 @@ type metrics struct {
 	deactivations prometheus.Counter
 	retryWaiting  prometheus.Gauge
 	pull          *prometheus.CounterVec
+	configErrors  *prometheus.CounterVec
+	receiptFiles  *prometheus.CounterVec
 }
 
 // newMetrics registers on r; nil means unregistered (tests).
@@ -43,6 +45,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Namespace: "memoflow", Subsystem: "deliver", Name: "pull_requests_total",
 			Help: "Pull API requests by endpoint and answer code.",
 		}, []string{"endpoint", "code"}),
+		configErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "transport_config_errors_total",
+			Help: "SFTP/SMTP messages failed for a fault of the system's or memoflow's setup (host key mismatch, certificate expired or invalid, key rejected, no key configured): alert on any increase.",
+		}, []string{"system", "protocol", "code"}),
+		receiptFiles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "memoflow", Subsystem: "deliver", Name: "sftp_receipt_files_total",
+			Help: "SFTP receipt files picked up: relayed, duplicate (already relayed), invalid (moved to failed/), retry (left for the next poll).",
+		}, []string{"outcome"}),
 	}
 	if r != nil {
 		// The deliver stage and the pull API may share a registry in one
@@ -53,6 +63,8 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.deactivations = register(r, m.deactivations)
 		m.retryWaiting = register(r, m.retryWaiting)
 		m.pull = register(r, m.pull)
+		m.configErrors = register(r, m.configErrors)
+		m.receiptFiles = register(r, m.receiptFiles)
 	}
 	return m
 }

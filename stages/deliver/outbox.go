@@ -45,6 +45,16 @@ func OutboxRecord(env *records.Envelope) *kgo.Record {
 	return &kgo.Record{Topic: TopicOutbox, Key: OutboxKey(env.Destination, env.MessageUUID), Value: outboxValue(env, 0)}
 }
 
+// deliveredMarker is the memo.outbox record of a message delivered to a
+// system that answers with receipt files: a picked-up marker (no body,
+// never listed) under the system's key, which the pull API's receipt path
+// needs to relay the system's receipt to the sender.
+func deliveredMarker(env *records.Envelope, sys *System) *kgo.Record {
+	e := *env
+	e.Destination, e.WantVersion, e.Body = sys.ID, sys.WantVersion, nil
+	return &kgo.Record{Topic: TopicOutbox, Key: OutboxKey(e.Destination, e.MessageUUID), Value: outboxValue(&e, flagDeleted)}
+}
+
 func outboxValue(env *records.Envelope, flags byte) []byte {
 	b := make([]byte, 0, 2+env.EncodedLen())
 	b = append(b, outboxFormat, flags)

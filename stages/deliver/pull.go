@@ -265,38 +265,59 @@ func (a *PullAPI) delete(w http.ResponseWriter, r *http.Request, system string) 
 // receipt relays the system's business receipt to the sender.
 func (a *PullAPI) receipt(w http.ResponseWriter, r *http.Request, system string) error {
 	id := pathID(r)
-	defer a.lock(system, id)()
-	e, err := a.entry(system, id)
-	if err != nil {
-		return err
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
 		return badRequest("reading the receipt: %v", err)
 	}
 	var in records.Receipt
-	unprocessable := func(msg string) error {
-		return &auth.Error{Status: http.StatusUnprocessableEntity, Code: CodeReceiptInvalid, Message: msg}
-	}
 	if err := json.Unmarshal(body, &in); err != nil {
-		return unprocessable("the body is not a Receipt JSON object: " + err.Error())
+		if _, err := a.entry(system, id); err != nil {
+			return err
+		}
+		return receiptUnprocessable("the body is not a Receipt JSON object: " + err.Error())
+	}
+	out, err := a.RelayReceipt(r.Context(), system, id, &in)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
+
+func receiptUnprocessable(msg string) error {
+	return &auth.Error{Status: http.StatusUnprocessableEntity, Code: CodeReceiptInvalid, Message: msg}
+}
+
+// RelayReceipt is the one path of a recipient system's business receipt
+// for message id of its outbox, whether it came as POST
+// /memos/{id}/receipt or as an SFTP receipt file: check it, mark the
+// outbox entry receipted, and produce the event and the sender's receipt
+// (memo.receipts), answering only after Kafka acknowledged them. Errors
+// are *auth.Error for the caller's faults: 404 CodePullNotFound (no such
+// message for this system), 422 CodeReceiptInvalid, 409 CodeReceiptTwice;
+// anything else is transient.
+func (a *PullAPI) RelayReceipt(ctx context.Context, system, id string, in *records.Receipt) (*records.Receipt, error) {
+	defer a.lock(system, id)()
+	e, err := a.entry(system, id)
+	if err != nil {
+		return nil, err
 	}
 	switch in.ReceiptStatus {
 	case records.StatusCompleted, records.StatusInvalid, records.StatusNotAllowed, records.StatusFailed:
 	default:
-		return unprocessable(fmt.Sprintf("receiptStatus %q: give COMPLETED, or INVALID, NOT_ALLOWED or FAILED with an errorCode", in.ReceiptStatus))
+		return nil, receiptUnprocessable(fmt.Sprintf("receiptStatus %q: give COMPLETED, or INVALID, NOT_ALLOWED or FAILED with an errorCode", in.ReceiptStatus))
 	}
 	if in.ReceiptStatus != records.StatusCompleted && in.ErrorCode == "" {
-		return unprocessable("a negative receipt needs an errorCode")
+		return nil, receiptUnprocessable("a negative receipt needs an errorCode")
 	}
 	if in.MessageUUID != "" && in.MessageUUID != id {
-		return unprocessable("messageUUID " + in.MessageUUID + " is not the message " + id + " of the path")
+		return nil, receiptUnprocessable("messageUUID " + in.MessageUUID + " is not the message " + id + " of the path")
 	}
 	if len(in.ErrorCode) > 256 || len(in.ErrorMessage) > 4096 {
-		return unprocessable("errorCode above 256 or errorMessage above 4096 characters")
+		return nil, receiptUnprocessable("errorCode above 256 or errorMessage above 4096 characters")
 	}
 	if e.Receipted() {
-		return &auth.Error{Status: http.StatusConflict, Code: CodeReceiptTwice, Message: "message " + id + " already has a business receipt"}
+		return nil, &auth.Error{Status: http.StatusConflict, Code: CodeReceiptTwice, Message: "message " + id + " already has a business receipt"}
 	}
 	now := a.now()
 	out := &records.Receipt{
@@ -311,10 +332,9 @@ func (a *PullAPI) receipt(w http.ResponseWriter, r *http.Request, system string)
 		e.Env.Body = nil
 	}
 	rec := &kgo.Record{Topic: TopicOutbox, Key: OutboxKey(system, id), Value: outboxValue(&e.Env, flags)}
-	if err := a.write(r.Context(), rec, events.NewRecord(pipeline.TopicEvents, ev),
+	if err := a.write(ctx, rec, events.NewRecord(pipeline.TopicEvents, ev),
 		records.NewReceiptRecord(pipeline.TopicReceipts, out)); err != nil {
-		return err
+		return nil, err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(out)
+	return out, nil
 }

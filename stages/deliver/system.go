@@ -19,6 +19,12 @@ const (
 	// ProtoPubSub: memoflow POSTs a small notification to the system's
 	// endpoint; the system then pulls.
 	ProtoPubSub
+	// ProtoSFTP: memoflow writes each MeMo as a file on the system's SFTP
+	// server (stages/transport/sftp); receipts come back as files.
+	ProtoSFTP
+	// ProtoSMTP: memoflow mails each MeMo, S/MIME signed and encrypted,
+	// over STARTTLS (stages/transport/smtp).
+	ProtoSMTP
 )
 
 func (p Protocol) String() string {
@@ -29,6 +35,10 @@ func (p Protocol) String() string {
 		return "REST_PULL"
 	case ProtoPubSub:
 		return "PUBLISH_SUBSCRIBE"
+	case ProtoSFTP:
+		return "SFTP"
+	case ProtoSMTP:
+		return "SMTP"
 	}
 	return "UNKNOWN"
 }
@@ -43,6 +53,10 @@ func ParseProtocol(s string) Protocol {
 		return ProtoPull
 	case "PUBLISH_SUBSCRIBE", "REST_PUBLISH_SUBSCRIBE":
 		return ProtoPubSub
+	case "SFTP":
+		return ProtoSFTP
+	case "SMTP":
+		return ProtoSMTP
 	}
 	return ProtoUnknown
 }
@@ -71,6 +85,24 @@ type System struct {
 	Kind Kind
 	// Contact is the contact person told when redelivery gives up.
 	Contact string
+
+	// SFTP systems (Endpoint sftp://host[:port]): the user memoflow logs
+	// in as, the pinned host key(s) in authorized_keys form, the inbox
+	// folder, and the folder the system writes receipt files to ("" when
+	// it writes none).
+	SFTPUser      string
+	SSHHostKey    string
+	Folder        string
+	ReceiptFolder string
+	// SMTP systems (Endpoint smtp://host[:port]): the system's address
+	// and its certificate (PEM, a registry secret:/file: reference already
+	// resolved) that mail is encrypted to.
+	SMTPAddress string
+	Certificate string
+	// Template is the supplier's standard system this system selected
+	// ("" for a system of its own): the transport settings above are the
+	// template's, the identity (ID, Org, Contact) the selecting system's.
+	Template string
 }
 
 // Kind of destination system.

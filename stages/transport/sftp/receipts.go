@@ -36,7 +36,10 @@ const (
 
 // ReceiptHandler takes one parsed receipt. It must be idempotent: a crash
 // between its return and the file's removal hands the same receipt again
-// on the next poll. The receipts stage's deterministic receipt ids make
+// on the next poll. A *transport.Error with CodeReceiptFile from it means
+// the receipt can never be used: the file goes to failed/ and is reported
+// in Invalid, as one that does not parse; any other error leaves the file
+// for the next poll. The receipts stage's deterministic receipt ids make
 // relaying it to the sender idempotent.
 type ReceiptHandler func(ctx context.Context, file string, r *records.Receipt) error
 
@@ -106,6 +109,20 @@ func (c *Client) PollReceipts(ctx context.Context, t *Target, h ReceiptHandler) 
 				continue
 			}
 			if err := h(ctx, file, r); err != nil {
+				var te *transport.Error
+				if errors.As(err, &te) && te.Code == transport.CodeReceiptFile {
+					// The handler found the receipt unusable (a message
+					// the system never got, a status it may not give):
+					// set aside like a file that does not parse.
+					if merr := moveAside(x, t.ReceiptFolder, failedDir, name); merr != nil {
+						if errors.Is(merr, os.ErrNotExist) {
+							continue
+						}
+						return merr
+					}
+					res.Invalid = append(res.Invalid, err)
+					continue
+				}
 				res.Retried++
 				herrs = append(herrs, fmt.Errorf("receipt %s: %w", file, err))
 				continue
