@@ -99,7 +99,7 @@ func init() {
 				// DELETE /apis/v1/memos/{id} is shared with recall (stage_schedule.go).
 				api.RegisterExceptDelete(a.http.Mux)
 				shareMemosDelete(a, tokens, nil, api.DeleteHandler())
-				return nil
+				return startReceiptPoller(ctx, a, api, view)
 			},
 		},
 		stageDef{
@@ -220,8 +220,45 @@ func (a *app) deliverer(ctx context.Context) (*deliver.Deliverer, error) {
 	if err != nil {
 		return nil, usageErr(err)
 	}
+	a.closers = append(a.closers, func() { _ = d.Close() })
 	sh.d = d
 	return d, nil
+}
+
+// startReceiptPoller polls the receipt folders of SFTP recipient systems
+// from the pull-api stage (beside the outbox index the receipts are
+// relayed from). It needs memoflow's SSH key too; --sftp-receipt-poll 0
+// turns it off in this process.
+func startReceiptPoller(ctx context.Context, a *app, api *deliver.PullAPI, view *registry.View) error {
+	cfg := a.cfg.Deliver
+	if cfg.SFTPReceiptPoll <= 0 {
+		return nil
+	}
+	cl, err := deliver.NewSFTPClient(cfg)
+	if err != nil {
+		return usageErr(err)
+	}
+	if cl == nil {
+		a.log.Info("SFTP receipt folders not polled: no --sftp-key-file", "stage", "pull-api")
+		return nil
+	}
+	p, err := deliver.NewReceiptPoller(api, cl, &deliver.RegistrySystems{View: view}, cfg.SFTPReceiptPoll)
+	if err != nil {
+		_ = cl.Close()
+		return usageErr(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	a.closers = append(a.closers, func() {
+		// The stage context ends before the closers run; a poll in flight
+		// gets a moment to finish its file.
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
+		_ = cl.Close()
+	})
+	return nil
 }
 
 // ensureRetryTopics creates the schedule's delay topics (their names come

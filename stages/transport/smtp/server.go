@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
@@ -24,10 +25,11 @@ import (
 // with the system's key, verifies the signature against the trusted
 // senders, and counts MeMo by messageUUID. Not for production.
 type Server struct {
-	cfg   ServerConfig
-	srv   *gosmtp.Server
-	ln    net.Listener
-	roots *x509.CertPool
+	cfg    ServerConfig
+	srv    *gosmtp.Server
+	ln     net.Listener
+	roots  *x509.CertPool
+	tlsDER []byte
 
 	mu       sync.Mutex
 	counts   map[string]int
@@ -85,7 +87,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		gs.TLSConfig, s.roots = tc, roots
+		gs.TLSConfig, s.roots, s.tlsDER = tc, roots, tc.Certificates[0].Certificate[0]
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -106,6 +108,16 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // TLSRoots verifies the server's TLS certificate (Config.TLSRoots).
 func (s *Server) TLSRoots() *x509.CertPool { return s.roots }
+
+// TLSCertPEM is the server's self-signed TLS certificate as PEM: what a
+// separate memoflow process trusts with --smtp-tls-ca-file (nil with
+// NoTLS). It is new on every start.
+func (s *Server) TLSCertPEM() []byte {
+	if s.tlsDER == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.tlsDER})
+}
 
 // Count is how many times the MeMo with this uuid was accepted.
 func (s *Server) Count(uuid string) int {
@@ -246,7 +258,7 @@ func selfSignedTLS() (*tls.Config, *x509.CertPool, error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: "memoflow test smtp"},
 		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotAfter:              time.Now().Add(365 * 24 * time.Hour), // a demo may run for days
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IsCA:                  true,
