@@ -39,6 +39,8 @@ func newSimRecipientCmd() *cobra.Command {
 		pullInterval, duration time.Duration
 		pullNegative           float64
 		jsonOut                bool
+		protocol, keysDir      string
+		sftpRoot               string
 	)
 	cmd := &cobra.Command{
 		Use:   "recipient",
@@ -51,9 +53,25 @@ pull API (list, fetch, delete, receipt) every --pull-interval.
 
 Every accepted message is counted by messageUUID (the Idempotency-Key
 header): GET http://ADDR/stats and the summary at exit report duplicates
-and, with --expect-file (one uuid a line), missing messages.`,
+and, with --expect-file (one uuid a line), missing messages.
+
+--protocol sftp or smtp starts an in-process SFTP server (files under
+--sftp-root) or SMTP server (STARTTLS; decrypts and verifies each mail)
+instead, with test keys kept in --keys-dir, and prints what the registry
+entry and memoflow's flags need (host key, certificate, TLS root, the key
+to authorize). Arrivals are counted by messageUUID as for REST.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch protocol {
+			case "rest", "":
+			case "sftp", "smtp":
+				if !cmd.Flags().Changed("addr") {
+					addr = map[string]string{"sftp": "127.0.0.1:2222", "smtp": "127.0.0.1:2525"}[protocol]
+				}
+				return runTransportRecipient(cmd, protocol, addr, keysDir, sftpRoot, expectFile, duration, jsonOut)
+			default:
+				return usageErr(fmt.Errorf("--protocol %q: give rest, sftp or smtp", protocol))
+			}
 			sim, err := recipientsim.New(cfg)
 			if err != nil {
 				return usageErr(err)
@@ -138,6 +156,9 @@ and, with --expect-file (one uuid a line), missing messages.`,
 	f.Float64Var(&pullNegative, "pull-negative-rate", 0, "share of pulled messages answered with a negative business receipt")
 	f.DurationVar(&duration, "duration", 0, "stop after this long (0: at SIGINT/SIGTERM)")
 	f.BoolVar(&jsonOut, "json", false, "print the final stats as JSON")
+	f.StringVar(&protocol, "protocol", "rest", "rest (push endpoint and pull client), sftp or smtp (in-process servers; --addr defaults to 127.0.0.1:2222 / :2525)")
+	f.StringVar(&keysDir, "keys-dir", "./var/sim-keys", "sftp/smtp: test keys and certificates, made once and kept here (memoflow's SSH key and function certificate among them)")
+	f.StringVar(&sftpRoot, "sftp-root", "./var/sim-sftp", "sftp: the directory the server serves (inbox/ and receipts/ inside)")
 	return cmd
 }
 
