@@ -41,7 +41,7 @@ func TestCopyReachesTrustedParty(t *testing.T) {
 	for _, c := range []struct {
 		company, to, dest, path string
 	}{
-		{compSecure, trusted, "mbox", "/mbox"},                // same mailbox provider as the company
+		{compSecure, trusted, "mbox", "/mbox"},               // same mailbox provider as the company
 		{compSecure2, trusted2, "trusted2-sys", "/trusted2"}, // the party's own recipient system
 	} {
 		uuid := "0b7b9c1e-3f0e-4a36-9d33-1c7a0e5e05" + c.company[6:]
