@@ -36,10 +36,14 @@ const (
 	RoleLogMessages     Role = "log-messages"     // event log: message metadata, no content
 	RoleLogSearches     Role = "log-searches"     // event log: search by a person's CPR
 	RoleOperator        Role = "operator"         // memoflow's own operators (all organisations)
+	// RoleSupplier is a supplier's administrator (seed 001, 6.2): it
+	// registers its organisation's standard systems, and reads the event
+	// log of the authorities that selected them (and nothing else of theirs).
+	RoleSupplier Role = "supplier"
 )
 
 // AllRoles lists the known roles.
-var AllRoles = []Role{RoleSender, RoleRecipientSystem, RoleSystemAdmin, RoleContactAdmin, RoleRightsAdmin, RoleLogMessages, RoleLogSearches, RoleOperator}
+var AllRoles = []Role{RoleSender, RoleRecipientSystem, RoleSystemAdmin, RoleContactAdmin, RoleRightsAdmin, RoleLogMessages, RoleLogSearches, RoleOperator, RoleSupplier}
 
 // Principal is an authenticated caller.
 type Principal struct {

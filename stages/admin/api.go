@@ -121,6 +121,11 @@ var (
 	rolesContact = []auth.Role{auth.RoleContactAdmin}
 	rolesRights  = []auth.Role{auth.RoleRightsAdmin}
 	rolesOp      = []auth.Role{}
+	// Suppliers manage their standard systems; system administrators pick
+	// from them.
+	rolesSupplier     = []auth.Role{auth.RoleSupplier}
+	rolesSelect       = []auth.Role{auth.RoleSystemAdmin, auth.RoleSupplier}
+	rolesSheetSystems = []auth.Role{auth.RoleSystemAdmin, auth.RoleSupplier}
 )
 
 // Endpoint is one route of the API. docs/admin-api.md's endpoint table is
@@ -151,6 +156,18 @@ var Endpoints = []Endpoint{
 	{"GET", "/organisations/{org}/recipient-systems/{id}", append(slices.Clone(rolesSystems), rolesContact...), true, "One recipient system.", (*API).getRecipient},
 	{"PUT", "/organisations/{org}/recipient-systems/{id}", rolesSystems, true, "Create or replace a recipient system (SystemJSON, kind recipient; at most 4 + 1 CVR-post per authority, 1 per company).", (*API).putRecipient},
 	{"DELETE", "/organisations/{org}/recipient-systems/{id}", rolesSystems, true, "Delete a recipient system no contact point uses.", (*API).deleteRecipient},
+	{"POST", "/organisations/{org}/recipient-systems/{id}/api-key", rolesSystems, true, "Issue a new API key for a selection of a standard system or a REST_PULL system: shown once, its SHA-256 kept as the system's credentials; the previous key stops working.", (*API).issueSystemKey},
+	{"POST", "/organisations/{org}/standard-system-selections", rolesSystems, true, "Select a supplier's standard system (SelectionJSON): creates the organisation's recipient system under a new id with the standard system as template (limits 4 + 1 apply) and issues its API key, shown once, for the supplier.", (*API).selectStandard},
+	{"GET", "/standard-systems", rolesSelect, false, "The standard systems an authority can select (the drop-down): id, supplier, name, protocol, MeMo version.", (*API).listStandardCatalogue},
+	{"GET", "/organisations/{org}/standard-systems", rolesSupplier, true, "The supplier's standard systems, with the authorities' systems that selected them.", (*API).listOwnStandard},
+	{"GET", "/organisations/{org}/standard-systems/{id}", rolesSupplier, true, "One standard system of the supplier.", (*API).getOwnStandard},
+	{"PUT", "/organisations/{org}/standard-systems/{id}", rolesSupplier, true, "Create or replace a standard system (SystemJSON, kind standard, no role); a change applies to every selection at once.", (*API).putStandard},
+	{"DELETE", "/organisations/{org}/standard-systems/{id}", rolesSupplier, true, "Delete a standard system no authority selects (else 409, registryCode REGISTRY_BAD_TEMPLATE).", (*API).deleteStandard},
+	{"GET", "/organisations/{org}/forwarding", rolesSystems, true, "The company's forwarding of its mailbox post (ForwardingJSON; kind none when off).", (*API).getForwarding},
+	{"PUT", "/organisations/{org}/forwarding", rolesSystems, true, "Set the company's forwarding: secure-mailbox (to: the trusted third party's CVR, at most 10 MB per message) or pickup (to: https URL, credentials: secret:/file: reference; at most 99.5 MB).", (*API).putForwarding},
+	{"DELETE", "/organisations/{org}/forwarding", rolesSystems, true, "Turn the company's forwarding off.", (*API).deleteForwarding},
+	{"POST", "/organisations/{org}/systems/import", rolesSheetSystems, true, "Import a systems workbook (XLSX sheets Modtagersystemer, Standardsystemer, Videresendelse, or CSV with a Type column); ?dryRun=true only validates. New selections without credentials get an API key, listed once in the answer.", (*API).importSystems},
+	{"GET", "/organisations/{org}/systems/export", rolesSheetSystems, true, "Export the organisation's recipient systems, standard systems and forwarding (?format=xlsx|csv) in the import layout.", (*API).exportSystems},
 	{"GET", "/organisations/{org}/contact-groups", rolesContact, true, "The organisation's contact groups (parents first).", (*API).listGroups},
 	{"GET", "/organisations/{org}/contact-groups/{id}", rolesContact, true, "One contact group.", (*API).getGroup},
 	{"PUT", "/organisations/{org}/contact-groups/{id}", rolesContact, true, "Create or replace a contact group (ContactGroupJSON; the parent must be a group of the organisation, no cycles).", (*API).putGroup},
@@ -165,9 +182,9 @@ var Endpoints = []Endpoint{
 	{"POST", "/organisations/{org}/contact-structure/import", rolesContact, true, "Import a contact-structure sheet (XLSX or CSV, raw body or multipart part `file`); ?dryRun=true only validates; ?format=xlsx|csv overrides detection.", (*API).importSheet},
 	{"GET", "/organisations/{org}/contact-structure/export", rolesContact, true, "Export the contact structure (?format=xlsx|csv) in the import layout.", (*API).exportSheet},
 	{"GET", "/contact-points", append(slices.Clone(rolesContact), rolesSystems...), false, "Search contact points (as above, plus ?organisation=; non-operators search their own organisation).", (*API).searchPoints},
-	{"GET", "/systems", rolesOp, false, "Every system, providers included (?kind=recipient|mailbox|sms|print).", (*API).listSystems},
+	{"GET", "/systems", rolesOp, false, "Every system, providers and standard systems included (?kind=recipient|standard|mailbox|sms|print).", (*API).listSystems},
 	{"GET", "/systems/{id}", rolesOp, false, "One system.", (*API).getSystem},
-	{"PUT", "/systems/{id}", rolesOp, false, "Create or replace a provider system (mailbox, sms, print).", (*API).putSystem},
+	{"PUT", "/systems/{id}", rolesOp, false, "Create or replace a provider system (mailbox, sms, print) or a standard system.", (*API).putSystem},
 	{"DELETE", "/systems/{id}", rolesOp, false, "Delete a provider system.", (*API).deleteSystem},
 }
 
@@ -303,9 +320,17 @@ var jsonFields = map[string]string{
 	"parent_id": "parentId", "system": "recipientSystem", "receipt_endpoint": "receiptEndpoint", "memo_version": "memoVersion",
 	"org": "organisation", "info": "infoFields", "visibility": "visibleTo", "token_sha256": "tokens", "contact_point": "contactPoint",
 	"kle": "kle", "form": "form", "ean": "ean", "sor": "sor",
+	"sftp_user": "sftpUser", "ssh_host_key": "sshHostKey", "folder": "folder", "receipt_folder": "receiptFolder",
+	"smtp_address": "smtpAddress", "certificate": "certificate", "template": "standardSystem",
+	"contact.name": "contact.name", "contact.email": "contact.email",
+	"forward.kind": "kind", "forward.to": "to", "forward.credentials": "credentials",
 }
 
-// write puts changes as the caller, mapping the Writer's refusals.
+// write puts changes as the caller, mapping the Writer's refusals: a
+// registry rule is 422 ADMIN_INVALID with the registry's code in
+// registryCode; the Writer's guard on a standard system that authorities
+// still select (deleting it, or turning it into another kind) is 409
+// ADMIN_CONFLICT with registryCode REGISTRY_BAD_TEMPLATE.
 func (a *API) write(ctx context.Context, p *auth.Principal, cs ...registry.Change) error {
 	now := a.now().UTC()
 	for i := range cs {
@@ -318,7 +343,11 @@ func (a *API) write(ctx context.Context, p *auth.Principal, cs ...registry.Chang
 			if j, ok := jsonFields[f]; ok {
 				f = j
 			}
-			return &Error{Code: CodeInvalid, Field: f, Message: re.Message + " (" + re.Code + ")"}
+			code := CodeInvalid
+			if re.Code == registry.CodeBadTemplate && a.removesStandard(cs) {
+				code = CodeConflict
+			}
+			return &Error{Code: code, Field: f, Message: re.Message + " (" + re.Code + ")", RegistryCode: re.Code}
 		}
 		if errors.Is(err, context.Canceled) {
 			return err
@@ -326,6 +355,21 @@ func (a *API) write(ctx context.Context, p *auth.Principal, cs ...registry.Chang
 		return errorf(CodeUnavailable, "the registry did not take the change: %v", err)
 	}
 	return nil
+}
+
+// removesStandard reports whether cs delete a standard system or turn one
+// into another kind: what the Writer refuses while it is selected.
+func (a *API) removesStandard(cs []registry.Change) bool {
+	for _, c := range cs {
+		old, _ := a.get(c.Key).(*registry.System)
+		if old == nil || old.SysKind != registry.SystemStandard {
+			continue
+		}
+		if s, _ := c.Entity.(*registry.System); s == nil || s.SysKind != registry.SystemStandard {
+			return true
+		}
+	}
+	return false
 }
 
 func put(e registry.Entity) registry.Change { return registry.NewChange(e, "", time.Time{}) }
@@ -636,6 +680,12 @@ func (a *API) putRecipient(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if old != nil && (old.Org != s.Org || old.SysKind != registry.SystemRecipient) {
 		return fieldErr(CodeConflict, "id", "system id %s is taken", s.ID)
 	}
+	if err := checkSelectionID(old, s.Template); err != nil {
+		return err
+	}
+	if s.Template != "" && s.Credentials == "" && old != nil && old.Template == s.Template {
+		s.Credentials = old.Credentials // the API key changes through .../api-key only
+	}
 	if err := a.write(r.Context(), p, put(s)); err != nil {
 		return err
 	}
@@ -681,7 +731,7 @@ func (a *API) listSystems(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	}
 	kind := q.Get("kind")
 	if _, ok := systemKinds[kind]; kind != "" && !ok {
-		return fieldErr(CodeBadParameter, "kind", "kind is recipient, mailbox, sms or print")
+		return fieldErr(CodeBadParameter, "kind", "kind is recipient, standard, mailbox, sms or print")
 	}
 	var out []SystemJSON
 	a.reader.Each(registry.KindSystem, "", func(e registry.Entity) bool {
@@ -1083,40 +1133,55 @@ func (a *API) deleteLegacy(w http.ResponseWriter, r *http.Request, p *auth.Princ
 // importSheet takes the file as the raw body or as the multipart part
 // "file" (as NgDP's batch upload does).
 func (a *API) importSheet(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	q, err := query(r, "dryRun", "format")
+	data, format, dry, err := a.readUpload(w, r)
 	if err != nil {
 		return err
 	}
-	dry := false
+	res, err := a.importer.Import(r.Context(), orgOf(r), actor(p), data, format, dry)
+	if err != nil {
+		return err
+	}
+	a.log.Info("contact structure imported", "org", orgOf(r), "actor", actor(p), "dry_run", dry, "written", res.Written,
+		"groups", res.Groups, "points", res.Points)
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// readUpload reads an import's file (raw body or multipart part "file")
+// and its dryRun and format parameters.
+func (a *API) readUpload(w http.ResponseWriter, r *http.Request) (data []byte, format Format, dry bool, err error) {
+	q, err := query(r, "dryRun", "format")
+	if err != nil {
+		return nil, "", false, err
+	}
 	switch q.Get("dryRun") {
 	case "", "false":
 	case "true":
 		dry = true
 	default:
-		return fieldErr(CodeBadParameter, "dryRun", "dryRun is true or false")
+		return nil, "", false, fieldErr(CodeBadParameter, "dryRun", "dryRun is true or false")
 	}
-	format := Format(q.Get("format"))
+	format = Format(q.Get("format"))
 	if format != "" && format != FormatXLSX && format != FormatCSV {
-		return fieldErr(CodeBadParameter, "format", "format is xlsx or csv")
+		return nil, "", false, fieldErr(CodeBadParameter, "format", "format is xlsx or csv")
 	}
 	limit := a.importer.limits.MaxFileBytes
 	body := http.MaxBytesReader(w, r.Body, limit+64<<10) // room for multipart framing
-	var data []byte
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "multipart/form-data" {
 		mr := multipart.NewReader(body, params["boundary"])
 		for {
 			part, err := mr.NextPart()
 			if err == io.EOF {
-				return fieldErr(CodeBadRequest, "file", "the multipart body has no part named file")
+				return nil, "", false, fieldErr(CodeBadRequest, "file", "the multipart body has no part named file")
 			}
 			if err != nil {
-				return toAPIErrorOr(err, fieldErr(CodeBadRequest, "file", "the multipart body is malformed: %v", err))
+				return nil, "", false, toAPIErrorOr(err, fieldErr(CodeBadRequest, "file", "the multipart body is malformed: %v", err))
 			}
 			if part.FormName() == "file" {
 				data, err = io.ReadAll(io.LimitReader(part, limit+1))
 				if err != nil {
-					return toAPIErrorOr(err, fieldErr(CodeBadRequest, "file", "reading the file: %v", err))
+					return nil, "", false, toAPIErrorOr(err, fieldErr(CodeBadRequest, "file", "reading the file: %v", err))
 				}
 				if format == "" && strings.HasSuffix(strings.ToLower(part.FileName()), ".csv") {
 					format = FormatCSV
@@ -1127,23 +1192,16 @@ func (a *API) importSheet(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	} else {
 		data, err = io.ReadAll(body)
 		if err != nil {
-			return toAPIErrorOr(err, errorf(CodeBadRequest, "reading the body: %v", err))
+			return nil, "", false, toAPIErrorOr(err, errorf(CodeBadRequest, "reading the body: %v", err))
 		}
 		if format == "" && strings.HasPrefix(mt, "text/csv") {
 			format = FormatCSV
 		}
 	}
 	if int64(len(data)) > limit {
-		return errorf(CodeFileTooLarge, "the file is above %d bytes", limit)
+		return nil, "", false, errorf(CodeFileTooLarge, "the file is above %d bytes", limit)
 	}
-	res, err := a.importer.Import(r.Context(), orgOf(r), actor(p), data, format, dry)
-	if err != nil {
-		return err
-	}
-	a.log.Info("contact structure imported", "org", orgOf(r), "actor", actor(p), "dry_run", dry, "written", res.Written,
-		"groups", res.Groups, "points", res.Points)
-	writeJSON(w, http.StatusOK, res)
-	return nil
+	return data, format, dry, nil
 }
 
 func toAPIErrorOr(err error, fallback *Error) error {
@@ -1167,15 +1225,19 @@ func (a *API) exportSheet(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err := Export(&buf, a.reader, orgOf(r), format); err != nil {
 		return err
 	}
-	name := "kontaktstruktur-" + orgOf(r) + "." + string(format)
+	writeFile(w, "kontaktstruktur-"+orgOf(r), format, buf.Bytes())
+	return nil
+}
+
+// writeFile answers an exported workbook or CSV file as an attachment.
+func writeFile(w http.ResponseWriter, base string, format Format, b []byte) {
 	ct := "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 	if format == FormatCSV {
 		ct = "text/csv; charset=utf-8"
 	}
 	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.Header().Set("Content-Disposition", `attachment; filename="`+base+"."+string(format)+`"`)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(buf.Bytes())
-	return nil
+	_, _ = w.Write(b)
 }

@@ -58,33 +58,64 @@ type ContactJSON struct {
 	Email string `json:"email"`
 }
 
-// SystemJSON is a recipient system or a provider (mailbox, sms, print).
+// SystemJSON is a recipient system, a supplier's standard system or a
+// provider (mailbox, sms, print). The transport fields are per protocol
+// (SFTP: sftpUser, sshHostKey, folder, receiptFolder; SMTP: smtpAddress,
+// certificate); the model refuses another protocol's fields. A recipient
+// system that selects a standard system (standardSystem set) has no
+// protocol, endpoints, version or certificates of its own.
 type SystemJSON struct {
 	ID              string       `json:"id"`
 	Organisation    string       `json:"organisation,omitempty"`
 	Name            string       `json:"name"`
-	Kind            string       `json:"kind"`               // recipient, mailbox, sms, print
+	Kind            string       `json:"kind"`               // recipient, standard, mailbox, sms, print
 	Role            string       `json:"role,omitempty"`     // recipient systems: default, cvr-post, regular
-	Protocol        string       `json:"protocol"`           // REST_PUSH, REST_PULL, PUBLISH_SUBSCRIBE
-	Endpoint        string       `json:"endpoint,omitempty"` // push and publish/subscribe
+	Protocol        string       `json:"protocol,omitempty"` // REST_PUSH, REST_PULL, PUBLISH_SUBSCRIBE, SFTP, SMTP; empty for a selection
+	Endpoint        string       `json:"endpoint,omitempty"` // push and publish/subscribe: https URL; sftp://host[:port]; smtp://host[:port]
 	Credentials     string       `json:"credentials,omitempty"`
 	ReceiptEndpoint string       `json:"receiptEndpoint,omitempty"`
-	MemoVersion     string       `json:"memoVersion"` // "1.1" or "1.2"
+	MemoVersion     string       `json:"memoVersion,omitempty"` // "1.1" or "1.2"; empty for a selection
 	Active          bool         `json:"active"`
 	Contact         *ContactJSON `json:"contact,omitempty"`
+	SFTPUser        string       `json:"sftpUser,omitempty"`
+	SSHHostKey      string       `json:"sshHostKey,omitempty"`
+	Folder          string       `json:"folder,omitempty"`
+	ReceiptFolder   string       `json:"receiptFolder,omitempty"`
+	SMTPAddress     string       `json:"smtpAddress,omitempty"`
+	Certificate     string       `json:"certificate,omitempty"`
+	// StandardSystem is the id of the supplier's standard system this
+	// recipient system selects (registry System.Template).
+	StandardSystem string `json:"standardSystem,omitempty"`
+	// SelectedBy (read only, a standard system's supplier sees it) lists
+	// the authorities' systems that selected it.
+	SelectedBy []SelectionRefJSON `json:"selectedBy,omitempty"`
 }
 
-var systemKinds = map[string]registry.SystemKind{"recipient": registry.SystemRecipient, "mailbox": registry.SystemMailbox, "sms": registry.SystemSMS, "print": registry.SystemPrint}
+// SelectionRefJSON names an authority's system that selected a standard
+// system.
+type SelectionRefJSON struct {
+	Organisation string `json:"organisation"`
+	System       string `json:"system"`
+}
+
+var systemKinds = map[string]registry.SystemKind{"recipient": registry.SystemRecipient, "standard": registry.SystemStandard,
+	"mailbox": registry.SystemMailbox, "sms": registry.SystemSMS, "print": registry.SystemPrint}
+
+func memoVersionString(v uint8) string {
+	switch v {
+	case 11:
+		return "1.1"
+	case 12:
+		return "1.2"
+	}
+	return ""
+}
 
 func systemJSON(s *registry.System) SystemJSON {
 	j := SystemJSON{ID: s.ID, Organisation: s.Org, Name: s.Name, Kind: s.SysKind.String(), Role: s.Role.String(), Protocol: s.Protocol.String(),
-		Endpoint: s.Endpoint, Credentials: s.Credentials, ReceiptEndpoint: s.ReceiptEndpoint, Active: !s.Deactivated}
-	switch s.MemoVersion {
-	case 11:
-		j.MemoVersion = "1.1"
-	case 12:
-		j.MemoVersion = "1.2"
-	}
+		Endpoint: s.Endpoint, Credentials: s.Credentials, ReceiptEndpoint: s.ReceiptEndpoint, Active: !s.Deactivated,
+		MemoVersion: memoVersionString(s.MemoVersion), SFTPUser: s.SFTPUser, SSHHostKey: s.SSHHostKey, Folder: s.Folder,
+		ReceiptFolder: s.ReceiptFolder, SMTPAddress: s.SMTPAddress, Certificate: s.Certificate, StandardSystem: s.Template}
 	if s.Contact != (registry.Contact{}) {
 		j.Contact = &ContactJSON{Name: s.Contact.Name, Email: s.Contact.Email}
 	}
@@ -92,14 +123,19 @@ func systemJSON(s *registry.System) SystemJSON {
 }
 
 func (j SystemJSON) entity() (*registry.System, *Error) {
-	s := &registry.System{ID: j.ID, Org: j.Organisation, Name: j.Name, Endpoint: j.Endpoint, Credentials: j.Credentials,
-		ReceiptEndpoint: j.ReceiptEndpoint, Deactivated: !j.Active}
+	s := &registry.System{ID: j.ID, Org: j.Organisation, Name: strings.TrimSpace(j.Name), Endpoint: j.Endpoint, Credentials: j.Credentials,
+		ReceiptEndpoint: j.ReceiptEndpoint, Deactivated: !j.Active, SFTPUser: j.SFTPUser, SSHHostKey: normKeys(j.SSHHostKey),
+		Folder: j.Folder, ReceiptFolder: j.ReceiptFolder, SMTPAddress: j.SMTPAddress, Certificate: normPEM(j.Certificate),
+		Template: j.StandardSystem}
 	var ok bool
 	if s.SysKind, ok = systemKinds[j.Kind]; !ok {
-		return nil, fieldErr(CodeInvalid, "kind", "kind is recipient, mailbox, sms or print, got %q", j.Kind)
+		return nil, fieldErr(CodeInvalid, "kind", "kind is recipient, standard, mailbox, sms or print, got %q", j.Kind)
 	}
-	if s.Protocol = registry.ParseProtocol(j.Protocol); s.Protocol == 0 {
-		return nil, fieldErr(CodeInvalid, "protocol", "protocol is REST_PUSH, REST_PULL or PUBLISH_SUBSCRIBE, got %q", j.Protocol)
+	selection := j.StandardSystem != ""
+	if j.Protocol != "" || !selection {
+		if s.Protocol = registry.ParseProtocol(j.Protocol); s.Protocol == 0 {
+			return nil, fieldErr(CodeInvalid, "protocol", "protocol is REST_PUSH, REST_PULL, PUBLISH_SUBSCRIBE, SFTP or SMTP, got %q", j.Protocol)
+		}
 	}
 	if j.Role != "" {
 		if s.Role = registry.ParseRole(j.Role); s.Role == 0 {
@@ -107,8 +143,12 @@ func (j SystemJSON) entity() (*registry.System, *Error) {
 		}
 	}
 	switch j.MemoVersion {
-	case "1.1", "", "11":
-		s.MemoVersion = 11 // NgDP's default: recipient systems receive 1.1 unless they ask for 1.2
+	case "":
+		if !selection {
+			s.MemoVersion = 11 // NgDP's default: recipient systems receive 1.1 unless they ask for 1.2
+		}
+	case "1.1", "11":
+		s.MemoVersion = 11
 	case "1.2", "12":
 		s.MemoVersion = 12
 	default:
@@ -118,6 +158,68 @@ func (j SystemJSON) entity() (*registry.System, *Error) {
 		s.Contact = registry.Contact{Name: j.Contact.Name, Email: j.Contact.Email}
 	}
 	return s, nil
+}
+
+// normKeys and normPEM store host keys and certificates in one form
+// (lines trimmed, no blank lines; a PEM ends with one newline), so the
+// same key typed in the API, pasted in a sheet cell (which the import
+// trims) or exported and imported again is the same value and an
+// unchanged row writes nothing. References (secret:, file:) and text that
+// is not PEM are left alone for the model to judge.
+func normKeys(s string) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func normPEM(s string) string {
+	t := strings.TrimSpace(s)
+	if !strings.HasPrefix(t, "-----BEGIN ") {
+		return s
+	}
+	return strings.ReplaceAll(t, "\r\n", "\n") + "\n"
+}
+
+// ForwardingJSON is a company's forwarding of its mailbox post (seed 001,
+// "Videresendelse fra Virk.dk"): kind none, secure-mailbox (To is the
+// trusted third party's CVR; at most 10 MB per message) or pickup (To is
+// the pickup system's https URL, Credentials the secret:/file: reference
+// memoflow presents to it; at most 99.5 MB).
+type ForwardingJSON struct {
+	Organisation string `json:"organisation,omitempty"`
+	Kind         string `json:"kind"`
+	To           string `json:"to,omitempty"`
+	Credentials  string `json:"credentials,omitempty"`
+}
+
+// ForwardNone is the kind of "no forwarding".
+const ForwardNone = "none"
+
+func forwardingJSON(cvr string, f registry.Forwarding) ForwardingJSON {
+	k := f.Kind.String()
+	if !f.Set() {
+		k = ForwardNone
+	}
+	return ForwardingJSON{Organisation: cvr, Kind: k, To: f.To, Credentials: f.Credentials}
+}
+
+func (j ForwardingJSON) forwarding() (registry.Forwarding, *Error) {
+	f := registry.Forwarding{To: strings.TrimSpace(j.To), Credentials: j.Credentials}
+	switch j.Kind {
+	case ForwardNone, "":
+		if f.To != "" || f.Credentials != "" {
+			return f, fieldErr(CodeInvalid, "kind", "to and credentials are given but kind is %q; use secure-mailbox or pickup", ForwardNone)
+		}
+		return registry.Forwarding{}, nil
+	}
+	if f.Kind = registry.ParseForwardKind(j.Kind); f.Kind == 0 {
+		return f, fieldErr(CodeInvalid, "kind", "kind is none, secure-mailbox or pickup, got %q", j.Kind)
+	}
+	return f, nil
 }
 
 // InfoFieldJSON is one of a contact point's information fields.

@@ -40,6 +40,9 @@ const (
 	CodeFileTooLarge    = "IMPORT_FILE_TOO_LARGE"
 	CodeUnknownFormat   = "IMPORT_UNKNOWN_FORMAT"
 	CodeRegistryInvalid = "IMPORT_REGISTRY_INVALID"
+	CodeSelectionID     = "IMPORT_SELECTION_ID"
+	CodeNotACompany     = "IMPORT_NOT_A_COMPANY"
+	CodeNotAllowed      = "IMPORT_NOT_ALLOWED"
 )
 
 // CodeInfo documents one code; docs/admin-api.md's table is generated from
@@ -54,10 +57,10 @@ type CodeInfo struct {
 var Codes = []CodeInfo{
 	{CodeBadRequest, http.StatusBadRequest, "The body is not the JSON object the endpoint takes (syntax, unknown field, wrong type); `field` names the field when known."},
 	{CodeBadParameter, http.StatusBadRequest, "A query parameter is unknown, malformed or out of range; `field` names it."},
-	{CodeInvalid, http.StatusUnprocessableEntity, "The entity breaks a registry rule (format, limit, reference); `field` names the field."},
+	{CodeInvalid, http.StatusUnprocessableEntity, "The entity breaks a registry rule (format, limit, reference); `field` names the field and `registryCode` the registry's code (REGISTRY_BAD_SFTP, REGISTRY_BAD_SMTP, REGISTRY_BAD_TEMPLATE, REGISTRY_BAD_FORWARD, ...)."},
 	{CodeNotFound, http.StatusNotFound, "No such entity, or it belongs to an organisation the caller may not see (the two are not told apart)."},
 	{CodeOrgForbidden, http.StatusForbidden, "The caller administers another organisation; only operators act across organisations."},
-	{CodeConflict, http.StatusConflict, "The id is taken (by another kind of entity or another organisation), or the path's id and the body's differ."},
+	{CodeConflict, http.StatusConflict, "The id is taken (by another kind of entity or another organisation), or the path's id and the body's differ; a standard system still selected by an authority cannot be deleted or change kind (`registryCode` REGISTRY_BAD_TEMPLATE); a selection keeps its standard system (select another under a new id)."},
 	{CodeTooLarge, http.StatusRequestEntityTooLarge, "The request body is above the endpoint's limit (JSON 1 MiB, import files 16 MiB)."},
 	{CodeUnavailable, http.StatusServiceUnavailable, "memo.registry did not acknowledge the change (or the view is not loaded yet); nothing was changed, retry."},
 	{CodeInternal, http.StatusInternalServerError, "An unexpected server error; the message says which."},
@@ -76,11 +79,14 @@ var Codes = []CodeInfo{
 	{CodeFormula, http.StatusUnprocessableEntity, "A cell holds a formula. Formulas are never evaluated: paste the values instead."},
 	{CodeBadUTF8, http.StatusUnprocessableEntity, "A cell (or the CSV file) is not valid UTF-8, or holds control characters; save the file as UTF-8."},
 	{CodeBadHeader, http.StatusUnprocessableEntity, "The header row lacks a required column, repeats one or has an unknown one; the message lists the expected headers."},
-	{CodeSheetMissing, http.StatusUnprocessableEntity, "The workbook has neither a `Kontaktpunkter` nor a `Kontaktgrupper` sheet."},
+	{CodeSheetMissing, http.StatusUnprocessableEntity, "The workbook has none of the import's sheets (`Kontaktpunkter`/`Kontaktgrupper`; for systems `Modtagersystemer`/`Standardsystemer`/`Videresendelse`)."},
 	{CodeBadFile, http.StatusUnprocessableEntity, "The file is not a readable XLSX workbook or CSV file (corrupt, encrypted, or another format)."},
 	{CodeFileTooLarge, http.StatusRequestEntityTooLarge, "The file, its unpacked size, a sheet's rows or columns, or a cell exceed the import limits (zip bombs and huge sheets stop here)."},
 	{CodeUnknownFormat, http.StatusUnsupportedMediaType, "The upload is neither XLSX nor CSV; send the workbook or a CSV with `format=csv`."},
-	{CodeRegistryInvalid, http.StatusUnprocessableEntity, "A row passed the sheet's checks but the registry refused the entity it becomes; the message is the registry's."},
+	{CodeRegistryInvalid, http.StatusUnprocessableEntity, "A row passed the sheet's checks but the registry refused the entity it becomes; the message is the registry's, `registryCode` its code."},
+	{CodeSelectionID, http.StatusUnprocessableEntity, "A Standardsystem cell would turn an existing own system into a selection, or move a selection to another standard system: select under a new ID (the supplier sees that ID's traffic)."},
+	{CodeNotACompany, http.StatusUnprocessableEntity, "A Videresendelse row for an organisation without a Digital Post registration as a company; only companies forward their mailbox post."},
+	{CodeNotAllowed, http.StatusUnprocessableEntity, "A row changes what the caller's roles do not cover: standard systems need `supplier`, recipient systems and forwarding `system-admin`. Rows equal to the registry may stay in the file."},
 }
 
 var codeStatus = func() map[string]int {
@@ -97,6 +103,10 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// RegistryCode, when the registry refused the change, is its stable
+	// code (REGISTRY_BAD_SFTP, REGISTRY_BAD_TEMPLATE, ...; the table is in
+	// schemas/registry/errors.go).
+	RegistryCode string `json:"registryCode,omitempty"`
 	// Errors are an import's row errors (CodeImportRejected).
 	Errors []RowError `json:"errors,omitempty"`
 	status int
@@ -139,6 +149,9 @@ type RowError struct {
 	ID      string `json:"id,omitempty"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RegistryCode is the registry's code when the row's entity was
+	// refused by the registry model or Writer.
+	RegistryCode string `json:"registryCode,omitempty"`
 }
 
 func (e RowError) String() string {

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 
 	"github.com/xuri/excelize/v2"
@@ -67,14 +68,36 @@ func rowCells(cols []column, e entityRow) []string {
 // a formula is escaped (escapeCell), so the file can be opened safely and
 // imported again unchanged.
 func WriteXLSX(w io.Writer, s Structure) error {
+	groups := make([]entityRow, len(s.Groups))
+	for i, g := range s.Groups {
+		groups[i] = entityRow{g: g}
+	}
+	points := make([]entityRow, len(s.Points))
+	for i, p := range s.Points {
+		points[i] = entityRow{p: p}
+	}
+	return writeWorkbook(w, []xlsxSheet{{SheetGroups, GroupColumns, groups}, {SheetPoints, PointColumns, points}}, nil)
+}
+
+// xlsxSheet is one sheet of an exported workbook.
+type xlsxSheet struct {
+	name string
+	cols []column
+	rows []entityRow
+}
+
+// yesNoFields are the columns that get a Ja/Nej drop-down.
+var yesNoFields = map[string]bool{"visibility": true, "active": true}
+
+// listsSheet holds drop-down lists too long to inline (Excel allows 255
+// characters in a list validation); the import ignores it.
+const listsSheet = "Lister"
+
+// writeWorkbook writes sheets in the import layout; lists are further
+// drop-downs by column field (values from listsSheet).
+func writeWorkbook(w io.Writer, sheets []xlsxSheet, lists map[string][]string) error {
 	f := excelize.NewFile()
 	defer f.Close()
-	if err := f.SetSheetName("Sheet1", SheetGroups); err != nil {
-		return err
-	}
-	if _, err := f.NewSheet(SheetPoints); err != nil {
-		return err
-	}
 	bold, err := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}, Fill: excelize.Fill{Type: "pattern", Pattern: 1, Color: []string{"DDEBF7"}}})
 	if err != nil {
 		return err
@@ -83,59 +106,86 @@ func WriteXLSX(w io.Writer, s Structure) error {
 	if err != nil {
 		return err
 	}
-	write := func(sheet string, cols []column, n int, row func(i int) entityRow) error {
-		hdr := make([]any, len(cols))
-		for i, c := range cols {
+	listRef := map[string]string{}
+	if len(lists) > 0 {
+		if _, err := f.NewSheet(listsSheet); err != nil {
+			return err
+		}
+		col := 0
+		for _, field := range slices.Sorted(maps.Keys(lists)) {
+			vals := lists[field]
+			if len(vals) == 0 {
+				continue
+			}
+			col++
+			name, _ := excelize.ColumnNumberToName(col)
+			for i, v := range vals {
+				if err := f.SetCellStr(listsSheet, fmt.Sprintf("%s%d", name, i+1), escapeCell(v)); err != nil {
+					return err
+				}
+			}
+			listRef[field] = fmt.Sprintf("%s!$%s$1:$%s$%d", listsSheet, name, name, len(vals))
+		}
+		if err := f.SetSheetVisible(listsSheet, false); err != nil {
+			return err
+		}
+	}
+	for si, sh := range sheets {
+		if si == 0 {
+			if err := f.SetSheetName("Sheet1", sh.name); err != nil {
+				return err
+			}
+		} else if _, err := f.NewSheet(sh.name); err != nil {
+			return err
+		}
+		hdr := make([]any, len(sh.cols))
+		for i, c := range sh.cols {
 			hdr[i] = c.Header
 		}
-		if err := f.SetSheetRow(sheet, "A1", &hdr); err != nil {
+		if err := f.SetSheetRow(sh.name, "A1", &hdr); err != nil {
 			return err
 		}
-		last, _ := excelize.ColumnNumberToName(len(cols))
-		if err := f.SetCellStyle(sheet, "A1", last+"1", bold); err != nil {
+		last, _ := excelize.ColumnNumberToName(len(sh.cols))
+		if err := f.SetCellStyle(sh.name, "A1", last+"1", bold); err != nil {
 			return err
 		}
-		if err := f.SetColStyle(sheet, "A:"+last, text); err != nil {
+		if err := f.SetColStyle(sh.name, "A:"+last, text); err != nil {
 			return err
 		}
-		if err := f.SetColWidth(sheet, "A", last, 22); err != nil {
+		if err := f.SetColWidth(sh.name, "A", last, 22); err != nil {
 			return err
 		}
-		if err := f.SetPanes(sheet, &excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}); err != nil {
+		if err := f.SetPanes(sh.name, &excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}); err != nil {
 			return err
 		}
-		for i := 0; i < n; i++ {
-			cells := rowCells(cols, row(i))
+		for i, row := range sh.rows {
+			cells := rowCells(sh.cols, row)
 			vals := make([]any, len(cells))
 			for j, c := range cells {
 				vals[j] = c
 			}
 			ref, _ := excelize.CoordinatesToCellName(1, i+2)
-			if err := f.SetSheetRow(sheet, ref, &vals); err != nil {
+			if err := f.SetSheetRow(sh.name, ref, &vals); err != nil {
 				return err
 			}
 		}
-		for i, c := range cols {
-			if c.Field != "visibility" {
+		for i, c := range sh.cols {
+			ref, list := listRef[c.Field]
+			if !yesNoFields[c.Field] && !list {
 				continue
 			}
 			col, _ := excelize.ColumnNumberToName(i + 1)
 			dv := excelize.NewDataValidation(true)
 			dv.Sqref = fmt.Sprintf("%s2:%s%d", col, col, DefaultLimits().MaxRows+1)
-			if err := dv.SetDropList([]string{Yes, No}); err != nil {
+			if list {
+				dv.SetSqrefDropList(ref)
+			} else if err := dv.SetDropList([]string{Yes, No}); err != nil {
 				return err
 			}
-			if err := f.AddDataValidation(sheet, dv); err != nil {
+			if err := f.AddDataValidation(sh.name, dv); err != nil {
 				return err
 			}
 		}
-		return nil
-	}
-	if err := write(SheetGroups, GroupColumns, len(s.Groups), func(i int) entityRow { return entityRow{g: s.Groups[i]} }); err != nil {
-		return err
-	}
-	if err := write(SheetPoints, PointColumns, len(s.Points), func(i int) entityRow { return entityRow{p: s.Points[i]} }); err != nil {
-		return err
 	}
 	_, err = f.WriteTo(w)
 	return err

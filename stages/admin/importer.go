@@ -147,7 +147,7 @@ func (im *Importer) Import(ctx context.Context, org, actor string, data []byte, 
 func writeErr(err error) error {
 	var re *registry.Error
 	if errors.As(err, &re) {
-		return &Error{Code: CodeInvalid, Field: re.Field, Message: re.Code + ": " + re.Message}
+		return &Error{Code: CodeInvalid, Field: re.Field, Message: re.Code + ": " + re.Message, RegistryCode: re.Code}
 	}
 	if errors.Is(err, context.Canceled) {
 		return err
@@ -417,7 +417,9 @@ func (r *parsedRow) registryErr(err error) RowError {
 	if !ok {
 		code = CodeRegistryInvalid
 	}
-	return r.errAt(re.Field, code, re.Message+" ("+re.Code+")")
+	e := r.errAt(re.Field, code, re.Message+" ("+re.Code+")")
+	e.RegistryCode = re.Code
+	return e
 }
 
 // parseCSV splits a CSV table by its Type column and parses each row with

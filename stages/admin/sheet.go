@@ -29,24 +29,36 @@ type column struct {
 // cellErr is a column's complaint about one cell.
 type cellErr struct{ code, msg string }
 
-// entityRow is a group or a point being read or written.
+// entityRow is the entity of a row being read or written: a group or a
+// point (contact-structure sheet), a system or a company's forwarding
+// (systems workbook, systems_sheet.go).
 type entityRow struct {
 	g *registry.ContactGroup
 	p *registry.ContactPoint
+	s *registry.System
+	c *registry.Company
 }
 
 func (e entityRow) id() string {
-	if e.g != nil {
+	switch {
+	case e.g != nil:
 		return e.g.ID
+	case e.s != nil:
+		return e.s.ID
+	case e.c != nil:
+		return e.c.CVR
 	}
 	return e.p.ID
 }
 
 func (e entityRow) parent() string {
-	if e.g != nil {
+	switch {
+	case e.g != nil:
 		return e.g.ParentID
+	case e.p != nil:
+		return e.p.ParentID
 	}
-	return e.p.ParentID
+	return ""
 }
 
 func (e entityRow) node() (id, parent, name *string, kw *[]string, vis *registry.Visibility) {

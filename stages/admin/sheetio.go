@@ -113,31 +113,40 @@ var sheetAliases = map[string]string{
 	"kontaktgrupper": SheetGroups, "contact groups": SheetGroups, "contactgroups": SheetGroups,
 }
 
-// readXLSX reads the two sheets of a workbook. The zip's central directory
-// is checked first (entries, declared sizes, ratio), then excelize opens it
-// with the same unpacked-size limit (archive/zip refuses an entry whose data
-// outruns its declared size), and the sheets are streamed row by row.
+// readXLSX reads the two sheets of a contact-structure workbook.
 func readXLSX(data []byte, lim Limits) (groups, points *table, err error) {
+	ts, err := readWorkbook(data, lim, sheetAliases, "a "+SheetPoints+" nor a "+SheetGroups+" sheet")
+	return ts[SheetGroups], ts[SheetPoints], err
+}
+
+// readWorkbook reads the sheets of a workbook that aliases names (lower
+// case name -> canonical name), by canonical name; other sheets are
+// ignored. The zip's central directory is checked first (entries,
+// declared sizes, ratio), then excelize opens it with the same
+// unpacked-size limit (archive/zip refuses an entry whose data outruns its
+// declared size), and the sheets are streamed row by row. none says what
+// is missing when no sheet is found ("a X nor a Y sheet").
+func readWorkbook(data []byte, lim Limits, aliases map[string]string, none string) (map[string]*table, error) {
 	if int64(len(data)) > lim.MaxFileBytes {
-		return nil, nil, fileErr(CodeFileTooLarge, "the file is %d bytes; the limit is %d", len(data), lim.MaxFileBytes)
+		return nil, fileErr(CodeFileTooLarge, "the file is %d bytes; the limit is %d", len(data), lim.MaxFileBytes)
 	}
 	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
 	if err != nil {
-		return nil, nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
+		return nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
 	}
 	if len(zr.File) > lim.MaxZipEntries {
-		return nil, nil, fileErr(CodeFileTooLarge, "the workbook has %d parts; the limit is %d", len(zr.File), lim.MaxZipEntries)
+		return nil, fileErr(CodeFileTooLarge, "the workbook has %d parts; the limit is %d", len(zr.File), lim.MaxZipEntries)
 	}
 	var unpacked uint64
 	for _, f := range zr.File {
 		unpacked += f.UncompressedSize64
 		if unpacked > uint64(lim.MaxUnpackedBytes) {
-			return nil, nil, fileErr(CodeFileTooLarge, "the workbook unpacks to more than %d bytes (part %s)", lim.MaxUnpackedBytes, f.Name)
+			return nil, fileErr(CodeFileTooLarge, "the workbook unpacks to more than %d bytes (part %s)", lim.MaxUnpackedBytes, f.Name)
 		}
 	}
 	formulas, err := hasFormulas(zr, lim)
 	if err != nil {
-		return nil, nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
+		return nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
 	}
 	f, err := excelize.OpenReader(bytes.NewReader(data), excelize.Options{
 		UnzipSizeLimit:    lim.MaxUnpackedBytes,
@@ -148,36 +157,33 @@ func readXLSX(data []byte, lim Limits) (groups, points *table, err error) {
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "unzip size") {
-			return nil, nil, fileErr(CodeFileTooLarge, "the workbook unpacks to more than %d bytes", lim.MaxUnpackedBytes)
+			return nil, fileErr(CodeFileTooLarge, "the workbook unpacks to more than %d bytes", lim.MaxUnpackedBytes)
 		}
-		return nil, nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
+		return nil, fileErr(CodeBadFile, "not a readable XLSX workbook (%v)", err)
 	}
 	defer f.Close()
 	var ie ImportError
+	out := map[string]*table{}
 	for _, name := range f.GetSheetList() {
-		canon, ok := sheetAliases[strings.ToLower(strings.TrimSpace(name))]
+		canon, ok := aliases[strings.ToLower(strings.TrimSpace(name))]
 		if !ok {
 			continue // instructions, lookup lists: not ours
 		}
-		if (canon == SheetGroups && groups != nil) || (canon == SheetPoints && points != nil) {
+		if out[canon] != nil {
 			ie.Errors = append(ie.Errors, RowError{Sheet: name, Code: CodeBadFile, Message: "the workbook has two " + canon + " sheets"})
 			continue
 		}
 		t, errs := readXLSXSheet(f, name, canon, lim, formulas)
 		ie.Errors = append(ie.Errors, errs...)
-		if canon == SheetGroups {
-			groups = t
-		} else {
-			points = t
-		}
+		out[canon] = t
 	}
-	if groups == nil && points == nil && len(ie.Errors) == 0 {
-		ie.Errors = append(ie.Errors, RowError{Code: CodeSheetMissing, Message: "the workbook has neither a " + SheetPoints + " nor a " + SheetGroups + " sheet (sheets: " + strings.Join(f.GetSheetList(), ", ") + ")"})
+	if len(out) == 0 && len(ie.Errors) == 0 {
+		ie.Errors = append(ie.Errors, RowError{Code: CodeSheetMissing, Message: "the workbook has neither " + none + " (sheets: " + strings.Join(f.GetSheetList(), ", ") + ")"})
 	}
 	if len(ie.Errors) > 0 {
-		return groups, points, &ie
+		return out, &ie
 	}
-	return groups, points, nil
+	return out, nil
 }
 
 func readXLSXSheet(f *excelize.File, name, canon string, lim Limits, formulas bool) (*table, []RowError) {

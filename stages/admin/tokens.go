@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -10,9 +11,13 @@ import (
 
 // RegistryTokens is an auth.Store over the registry: a token whose SHA-256
 // is on an active sender system (issued by a rights administrator through
-// POST .../tokens) authenticates as that system, with role sender. Other
-// tokens are looked up in Next (the token file), so administrators and
-// operators keep their file entries.
+// POST .../tokens) authenticates as that system, with role sender; an API
+// key whose SHA-256 is a recipient system's Credentials ("sha256:<hash>":
+// a REST_PULL system, or an authority's selection of a supplier's
+// standard system, whose supplier got the key from the authority)
+// authenticates as that system, with role recipient-system. Other tokens
+// are looked up in Next (the token file), so administrators and operators
+// keep their file entries.
 //
 // The hash → system index is rebuilt from the View at most once per
 // Refresh, on a miss; a hit is always checked against the system as the
@@ -24,7 +29,7 @@ type RegistryTokens struct {
 	Refresh time.Duration // 0: one second
 
 	mu    sync.Mutex
-	idx   map[string]string // token hash -> sender system id
+	idx   map[string]string // token hash -> "snd/<id>" or "sys/<id>"
 	built time.Time
 	now   func() time.Time
 }
@@ -59,23 +64,38 @@ func (t *RegistryTokens) lookup(hash string, rebuild bool) (*auth.Principal, boo
 		t.Reader.Each(registry.KindSenderSystem, "", func(e registry.Entity) bool {
 			s := e.(*registry.SenderSystem)
 			for _, h := range s.TokenSHA256 {
-				idx[h] = s.ID
+				idx[h] = s.Key()
+			}
+			return true
+		})
+		t.Reader.Each(registry.KindSystem, "", func(e registry.Entity) bool {
+			if s := e.(*registry.System); s.SysKind == registry.SystemRecipient {
+				if h, ok := strings.CutPrefix(s.Credentials, "sha256:"); ok {
+					idx[h] = s.Key()
+				}
 			}
 			return true
 		})
 		t.idx, t.built = idx, now()
 	}
-	id, ok := t.idx[hash]
+	key, ok := t.idx[hash]
 	t.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
-	e, ok := t.Reader.Get("snd/" + id)
-	s, _ := e.(*registry.SenderSystem)
-	if !ok || s == nil || !s.Active || !containsString(s.TokenSHA256, hash) {
-		return nil, false
+	// Checked against the registry as it is now: a revoked token, a
+	// replaced key or a deactivated sender stops at once.
+	switch e, _ := t.Reader.Get(key); s := e.(type) {
+	case *registry.SenderSystem:
+		if s.Active && containsString(s.TokenSHA256, hash) {
+			return &auth.Principal{ID: s.ID, Org: s.Org, Roles: []auth.Role{auth.RoleSender}}, true
+		}
+	case *registry.System:
+		if s.SysKind == registry.SystemRecipient && s.Credentials == "sha256:"+hash {
+			return &auth.Principal{ID: s.ID, Org: s.Org, Roles: []auth.Role{auth.RoleRecipientSystem}}, true
+		}
 	}
-	return &auth.Principal{ID: s.ID, Org: s.Org, Roles: []auth.Role{auth.RoleSender}}, true
+	return nil, false
 }
 
 func containsString(ss []string, s string) bool {
