@@ -59,9 +59,21 @@ func seedDemoRegistry(ctx context.Context, a *app, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	if view.System(demoPull) != nil {
-		return nil
+	prod, err := a.producerClient()
+	if err != nil {
+		return err
 	}
+	w := registry.NewWriter(prod, view, registry.WithoutEvents())
+	if view.System(demoPull) == nil {
+		if err := seedDemoEntities(ctx, a, o, view, w); err != nil {
+			return err
+		}
+	}
+	return startDemoTransports(ctx, a, w, view)
+}
+
+// seedDemoEntities writes the demo registry (the marker last).
+func seedDemoEntities(ctx context.Context, a *app, o *demoOptions, view *registry.View, w *registry.Writer) error {
 	if _, err := a.tokenStore(a.generate); err != nil {
 		return err
 	}
@@ -69,12 +81,7 @@ func seedDemoRegistry(ctx context.Context, a *app, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
-	prod, err := a.producerClient()
-	if err != nil {
-		return err
-	}
 	es := demoEntities(hashes, o.recipientURL, o.seeds)
-	w := registry.NewWriter(prod, view, registry.WithoutEvents())
 	// Systems and organisations first (the rest refers to them), then in
 	// chunks, so one produce stays small; the marker last.
 	const chunk = 2000

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/memoflow/memoflow/internal/recipientsim"
 
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/schemas/memo"
@@ -94,4 +99,45 @@ func testPseudonymizer(t *testing.T) *events.Pseudonymizer {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestDemoTransportSystems: the demo's SFTP and SMTP systems pass the
+// Writer's checks beside the full demo registry (the authority's system
+// limit included, with the push system), and a letter to the demo
+// authority naming their contact point routes to them.
+func TestDemoTransportSystems(t *testing.T) {
+	hash := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	keys, err := recipientsim.LoadTransportKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := registry.NewMemView()
+	w := registry.NewWriter(nil, v)
+	es := demoEntities([]string{hash}, "http://127.0.0.1:8090", 1)
+	es = append(es, &registry.System{ID: demoPull, Org: demoOrg, Name: "pull", SysKind: registry.SystemRecipient,
+		Protocol: registry.RestPull, MemoVersion: 11, Role: registry.RoleDefault})
+	pem := string(keys.System.CertPEM())
+	hostKey := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(keys.HostKey.PublicKey())))
+	es = append(es, demoSFTPEntities("sftp://127.0.0.1:2222", hostKey)...)
+	es = append(es, demoSMTPEntities("smtp://127.0.0.1:2525", "post@demo.example", pem)...)
+	for _, e := range es {
+		c := registry.NewChange(e, demoActor, time.Now())
+		if err := w.Check(c); err != nil {
+			t.Fatalf("demo entity %s: %v", e.Key(), err)
+		}
+		v.Apply(c)
+	}
+	st, err := route.New(v, testPseudonymizer(t), route.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noon := time.Date(2026, 11, 23, 11, 0, 0, 0, time.UTC)
+	for cp, want := range map[string]registry.Protocol{demoCPSFTP: registry.SFTP, demoCPSMTP: registry.SMTP} {
+		e := &records.Envelope{RecipientID: demoOrg, RecipientType: records.IDCVR, PostType: "MYNDIGHEDSPOST",
+			MessageType: records.TypeDigitalPost, ContactPointID: cp}
+		d := st.Decide(e, noon)
+		if d.System == nil || d.System.Protocol != want {
+			t.Fatalf("contact point %s: %+v", cp, d)
+		}
+	}
 }
