@@ -3,8 +3,10 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -14,6 +16,13 @@ const (
 	KillStage  = "kill-stage"  // SIGKILL one stage replica, restart after Pause
 	KillBroker = "kill-broker" // SIGKILL the broker, restart from its data dir after Pause
 	ClickHouse = "clickhouse"  // stop ClickHouse for Pause, then start it
+	// RecipientsDown: a share of the recipient systems (Target, comma
+	// separated) answer 503 for Pause, then recover; their messages must
+	// arrive through the redelivery schedule.
+	RecipientsDown = "recipients-down"
+	// SlowRecipient: one recipient system (Target) answers after
+	// PlanConfig.SlowLatency for Pause; the others must not be held up.
+	SlowRecipient = "slow-recipient"
 )
 
 // Fault is one scheduled fault.
@@ -42,6 +51,21 @@ type PlanConfig struct {
 	// MaxPause bounds the pause before a killed process restarts
 	// (uniform in [MaxPause/10, MaxPause]).
 	MaxPause time.Duration
+	// IngestKills are kills of the ingest API ("ingest-1") on top of
+	// StageKills, so a run always has the sender resume through one.
+	IngestKills int
+	// RecipientOutages take RecipientShare (default 0.1) of Systems down
+	// for RecipientDown each.
+	RecipientOutages int
+	RecipientShare   float64
+	RecipientDown    time.Duration
+	// SlowRecipients make one of Systems answer after SlowLatency (10 s)
+	// for SlowFor each.
+	SlowRecipients int
+	SlowLatency    time.Duration
+	SlowFor        time.Duration
+	// Systems are the recipient systems the recipient faults pick from.
+	Systems []string
 }
 
 // Plan draws a fault schedule: the same seed and inputs give the same
@@ -71,6 +95,30 @@ func Plan(c PlanConfig, replicas []string) []Fault {
 	}
 	for range c.ClickHouseOutages {
 		out = append(out, Fault{At: at(), Kind: ClickHouse, Target: "clickhouse", Pause: c.ClickHouseDown})
+	}
+	// Drawn after the older kinds, so a seed's stage, broker and
+	// ClickHouse faults stay where they were.
+	for range c.IngestKills {
+		out = append(out, Fault{At: at(), Kind: KillStage, Target: "ingest-1", Pause: pause()})
+	}
+	if len(c.Systems) > 0 {
+		share := c.RecipientShare
+		if share <= 0 {
+			share = 0.1
+		}
+		k := max(1, int(math.Ceil(share*float64(len(c.Systems)))))
+		for range c.RecipientOutages {
+			pick := r.Perm(len(c.Systems))[:min(k, len(c.Systems))]
+			names := make([]string, len(pick))
+			for i, j := range pick {
+				names[i] = c.Systems[j]
+			}
+			sort.Strings(names)
+			out = append(out, Fault{At: at(), Kind: RecipientsDown, Target: strings.Join(names, ","), Pause: c.RecipientDown})
+		}
+		for range c.SlowRecipients {
+			out = append(out, Fault{At: at(), Kind: SlowRecipient, Target: c.Systems[r.IntN(len(c.Systems))], Pause: c.SlowFor})
+		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At < out[j].At })
 	return out
@@ -125,7 +173,16 @@ type ClickHouseControl interface {
 // RunFaults injects the faults at their times (relative to now) until the
 // schedule is done or ctx ends. Faults run one after another: a fault
 // falling due while the previous one still recovers waits for it.
-func RunFaults(ctx context.Context, topo *Topology, ch ClickHouseControl, plan []Fault, tl *Timeline) error {
+func RunFaults(ctx context.Context, topo *Topology, ch ClickHouseControl, rc RecipientControl, slow time.Duration, plan []Fault, tl *Timeline) error {
+	if slow <= 0 {
+		slow = 10 * time.Second
+	}
+	wait := func(d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
 	start := time.Now()
 	for _, f := range plan {
 		if d := time.Until(start.Add(f.At)); d > 0 {
@@ -146,11 +203,31 @@ func RunFaults(ctx context.Context, topo *Topology, ch ClickHouseControl, plan [
 				break
 			}
 			if err = ch.Stop(ctx); err == nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(f.Pause):
-				}
+				wait(f.Pause)
 				err = ch.Start(ctx)
+			}
+		case RecipientsDown, SlowRecipient:
+			if rc == nil {
+				err = fmt.Errorf("chaos: no recipient control for a %s fault", f.Kind)
+				break
+			}
+			systems := strings.Split(f.Target, ",")
+			for _, s := range systems {
+				if f.Kind == RecipientsDown {
+					rc.SetDown(s, true)
+				} else {
+					rc.SetLatency(s, slow)
+				}
+			}
+			wait(f.Pause)
+			// Recover even when ctx ended: the simulator outlives the
+			// schedule (the verdict reads it).
+			for _, s := range systems {
+				if f.Kind == RecipientsDown {
+					rc.SetDown(s, false)
+				} else {
+					rc.SetLatency(s, 0)
+				}
 			}
 		default:
 			err = fmt.Errorf("chaos: unknown fault kind %q", f.Kind)

@@ -48,7 +48,7 @@ func (r *Report) chart() (element, script template.HTML) {
 	var marks []charts.SeriesOpts
 	for _, e := range r.Timeline {
 		switch e.Kind {
-		case KillStage, KillBroker, ClickHouse, "exit":
+		case KillStage, KillBroker, ClickHouse, RecipientsDown, SlowRecipient, "exit", "recovered":
 			t := e.T.Sub(r.Started).Seconds()
 			// The x axis is the samples' seconds; find the nearest.
 			best := ""
@@ -66,7 +66,7 @@ func (r *Report) chart() (element, script template.HTML) {
 	l := charts.NewLine()
 	l.SetGlobalOptions(
 		charts.WithInitializationOpts(opts.Initialization{ChartID: "chaos_throughput", Width: "1000px", Height: "420px"}),
-		charts.WithTitleOpts(opts.Title{Title: "Throughput, with the faults", Subtitle: "vertical lines: faults (kill-stage, kill-broker, clickhouse outage, unexpected exits)"}),
+		charts.WithTitleOpts(opts.Title{Title: "Throughput, with the faults", Subtitle: "vertical lines: faults (kill-stage, kill-broker, clickhouse, recipients-down, slow-recipient, unexpected exits) and each recovery"}),
 		charts.WithTooltipOpts(opts.Tooltip{Show: opts.Bool(true), Trigger: "axis"}),
 		charts.WithLegendOpts(opts.Legend{Show: opts.Bool(true), Top: "bottom"}),
 		charts.WithXAxisOpts(opts.XAxis{Name: "s"}),
@@ -75,6 +75,7 @@ func (r *Report) chart() (element, script template.HTML) {
 	l.SetXAxis(x)
 	l.AddSeries("accepted by ingest", rate(func(s Sample) float64 { return float64(s.Accepted) }))
 	l.AddSeries("delivered (event log)", rate(func(s Sample) float64 { return float64(s.Delivered) }), marks...)
+	l.AddSeries("pushes accepted by the simulator (slow system excluded)", rate(func(s Sample) float64 { return float64(s.Pushed) }))
 	sn := l.RenderSnippet()
 	return template.HTML(sn.Element), template.HTML(sn.Script)
 }
@@ -105,8 +106,21 @@ var page = template.Must(template.New("chaos").Funcs(template.FuncMap{
 <tr><th>faults</th><td>{{.R.Kills}} kills ({{.R.BrokerKills}} of the broker), {{.R.Exits}} unexpected exits restarted, {{.R.SenderRetries}} sender resumes</td></tr>
 <tr><th>event log</th><td>{{range $k, $v := .R.Verdict.EventsFound}}{{$k}} {{$v}}<br>{{end}}</td></tr>
 <tr><th>simulator</th><td>{{.R.Simulator.Summary}}</td></tr>
-<tr><th>recovery (s to 80% of the rate before)</th><td>{{range $k, $v := .R.Recovery}}{{$k}}: {{f1 $v}}<br>{{end}}</td></tr>
+<tr><th>print outbox</th><td>{{.R.Outbox}} messages for citizens exempt from digital post wait for the print provider's pickup (MEMO_SEND_READY_FOR_FETCH)</td></tr>
+<tr><th>idempotency keys</th><td>{{.R.Keys.Pushes}} pushes, {{.R.Keys.Mismatches}} with a key other than their messageUUID</td></tr>
+<tr><th>receipts at the sender</th><td>{{.R.Receipts.Final}} messages with a final business receipt; {{.R.Receipts.Repeats}} repeated POSTs (same receipt id); {{.R.Receipts.MoreThanOne}} messages with two</td></tr>
+<tr><th>sender</th><td>{{.R.SenderErrors}} failed requests retried, {{.R.SenderRetries}} resumes from the journal</td></tr>
+<tr><th>recovery over the 30 s target</th><td>{{.R.RecoveryMiss}} of {{len .R.Recovery}} faults</td></tr>
 </table>
+<h2>Recovery after each fault</h2>
+<p>Seconds from the end of the fault (restart, ClickHouse started, recipients answering) until the delivered rate is back at 80% of the median rate in the 10 s before it; target 30 s.</p>
+<table><tr><th>fault</th><th>target</th><th>at (s)</th><th>ended (s)</th><th>rate before (msgs/s)</th><th>recovery (s)</th><th></th></tr>
+{{range .R.Recovery}}<tr><td>{{.Kind}}</td><td>{{.Target}}</td><td>{{f1 .At}}</td><td>{{f1 .Ended}}</td><td>{{printf "%.0f" .Rate}}</td><td>{{f1 .Second}}</td><td>{{if .Within}}ok{{else}}<b>over target</b>{{end}} {{.Note}}</td></tr>{{end}}
+</table>
+{{if .R.Slow}}<h2>Slow recipient</h2>
+<table><tr><th>system</th><th>at (s)</th><th>slow for (s)</th><th>others before (pushes/s)</th><th>others while slow</th><th>ratio</th></tr>
+{{range .R.Slow}}<tr><td>{{.System}}</td><td>{{f1 .At}}</td><td>{{f1 .For}}</td><td>{{printf "%.0f" .Before}}</td><td>{{printf "%.0f" .During}}</td><td>{{printf "%.2f" .Ratio}}</td></tr>{{end}}
+</table>{{end}}
 <div class="container">{{.Element}}</div>
 <script type="text/javascript">{{.Script}}</script>
 <h2>Timeline</h2>

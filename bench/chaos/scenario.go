@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -55,13 +56,31 @@ type Config struct {
 	SinkBatchRecords int
 	// JudgeTimeout bounds the wait for the event log at the end.
 	JudgeTimeout time.Duration
+	// MailboxProviders are the push systems citizens' post goes to (the
+	// registry generator sends 90% to the first; the recipient faults pick
+	// from the others). 0: 20.
+	MailboxProviders int
+	// DeliverSchedule is --deliver-schedule for the run: short, so that
+	// messages to systems that were down are redelivered within the run.
+	// "": 5s,15s,35s,75s,155s,315s (about 5 minutes; a recipient outage
+	// must be shorter than that, or its messages end in the outbox after
+	// MEMO_SEND_FAILED, which the verdict counts as a failure).
+	DeliverSchedule string
+	// ExtraArgs are added to every stage's command line.
+	ExtraArgs []string
 	// Progress receives a status line every few seconds (may be nil).
 	Progress io.Writer
 }
 
 func (c *Config) defaults() {
 	if c.Stages == nil {
-		c.Stages = map[string]int{"ingest": 1, "validate": 2, "schedule": 1, "route": 1, "deliver": 2, "eventlog": 1, "receipts": 1}
+		c.Stages = map[string]int{"ingest": 1, "validate": 2, "schedule": 1, "route": 1, "deliver": 2, "eventlog": 1, "receipts": 1, "receipt-push": 1}
+	}
+	if c.MailboxProviders == 0 {
+		c.MailboxProviders = 20
+	}
+	if c.DeliverSchedule == "" {
+		c.DeliverSchedule = "5s,15s,35s,75s,155s,315s"
 	}
 	if c.Targets == nil {
 		for name, n := range c.Stages {
@@ -88,6 +107,37 @@ type Sample struct {
 	Accepted  int64   `json:"accepted"`
 	Delivered uint64  `json:"delivered"`
 	Events    uint64  `json:"events"`
+	// Pushed is what the simulator accepted (duplicates included) from
+	// every system but the slow-recipient faults' targets.
+	Pushed int64 `json:"pushed_others"`
+}
+
+// Recovery is how long the delivered rate took, after a fault ended, to be
+// back at the rate before it.
+type Recovery struct {
+	Kind   string  `json:"kind"`
+	Target string  `json:"target"`
+	At     float64 `json:"at_s"`       // fault began, s since start
+	Ended  float64 `json:"ended_s"`    // restarted / recovered, s since start
+	Rate   float64 `json:"pre_rate"`   // median delivered msgs/s in the 10 s before
+	Second float64 `json:"recovery_s"` // s after Ended until 80% of Rate; -1: not measured
+	Within bool    `json:"within_target"`
+	Note   string  `json:"note,omitempty"`
+}
+
+// RecoveryTarget is the issue's target: the pre-fault rate within 30 s of
+// each restart.
+const RecoveryTarget = 30 * time.Second
+
+// SlowReport is what a slow recipient did to the other systems: their
+// accepted pushes per second in the window before it and while it was slow.
+type SlowReport struct {
+	System string  `json:"system"`
+	At     float64 `json:"at_s"`
+	For    float64 `json:"for_s"`
+	Before float64 `json:"others_rate_before"`
+	During float64 `json:"others_rate_during"`
+	Ratio  float64 `json:"ratio"`
 }
 
 // Report is the result of a run: the JSON and HTML outputs.
@@ -103,9 +153,17 @@ type Report struct {
 	Exits         int                `json:"unexpected_exits"`
 	Faults        []Fault            `json:"faults"`
 	Timeline      []Entry            `json:"timeline"`
-	Recovery      map[string]float64 `json:"recovery_s,omitempty"`
+	Recovery      []Recovery         `json:"recovery"`
+	RecoveryMiss  int                `json:"recovery_over_target"`
+	Slow          []SlowReport       `json:"slow_recipient"`
 	Verdict       *Verdict           `json:"verdict"`
 	Simulator     recipientsim.Stats `json:"simulator"`
+	Keys          KeyStats           `json:"idempotency_keys"`
+	Receipts      ReceiptStats       `json:"sender_receipts"`
+	SenderErrors  int64              `json:"sender_failed_requests"`
+	// Outbox: messages whose final state is the print provider's outbox
+	// (exempt citizens), not a push.
+	Outbox int `json:"ready_for_fetch"`
 	Samples       []Sample           `json:"samples"`
 	Started       time.Time          `json:"started"`
 	OK            bool               `json:"ok"`
@@ -138,15 +196,22 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	simSrv := httptest.NewServer(sim.Handler())
+	keys := NewKeyCheck(sim.Handler())
+	simSrv := httptest.NewServer(keys)
 	defer simSrv.Close()
+	rsink := NewReceiptSink()
+	rcptSrv := httptest.NewServer(rsink)
+	defer rcptSrv.Close()
 
-	var citizens []string
+	var citizens, systems []string
+	extra := append([]string{"--sink-batch-records", fmt.Sprint(c.SinkBatchRecords), "--sink-batch-wait", "200ms",
+		// Redelivery within the run; an open circuit probes again soon.
+		"--deliver-schedule", c.DeliverSchedule, "--deliver-breaker-cooldown", "5s"}, c.ExtraArgs...)
 	topo, err := Start(ctx, Options{
 		Bin: c.Bin, Dir: c.Dir, ClickHouseAddr: ch.Addr, Database: db, SenderOrg: SenderOrg, Stages: c.Stages,
-		ExtraArgs: []string{"--sink-batch-records", fmt.Sprint(c.SinkBatchRecords), "--sink-batch-wait", "200ms"},
+		ExtraArgs: extra,
 		BeforeStages: func(ctx context.Context, addr string) (err error) {
-			citizens, err = SeedRegistry(ctx, addr, simSrv.URL)
+			citizens, systems, err = SeedRegistry(ctx, addr, simSrv.URL, rcptSrv.URL+ReceiptPath, c.MailboxProviders)
 			return err
 		},
 	})
@@ -159,32 +224,61 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	defer wcancel()
 	go topo.Watch(wctx, &tl)
 
+	// The recipient faults pick from the minor systems: the first mailbox
+	// provider takes 90% of the post, and taking it down would be a
+	// different scenario (every message on the schedule).
+	if len(systems) > 1 {
+		c.Plan.Systems = systems[1:]
+	}
 	plan := Plan(c.Plan, c.Targets)
 	rep.Faults = plan
+	var slowSystems []string
+	for _, f := range plan {
+		if f.Kind == SlowRecipient {
+			slowSystems = append(slowSystems, f.Target)
+		}
+	}
 	start := time.Now()
 	faults := make(chan error, 1)
-	go func() { faults <- RunFaults(ctx, topo, ch, plan, &tl) }()
+	go func() { faults <- RunFaults(ctx, topo, ch, sim, c.Plan.SlowLatency, plan, &tl) }()
 
 	var accepted atomic.Int64
 	var samples []Sample
 	var smu sync.Mutex
-	go sample(wctx, conn, db, start, &accepted, &smu, &samples, c.Progress)
+	pushed := func() int64 {
+		n := sim.Stats().Delivered
+		for _, s := range slowSystems {
+			n -= sim.Accepted(s)
+		}
+		return n
+	}
+	go sample(wctx, conn, db, start, &accepted, pushed, &smu, &samples, c.Progress)
 
 	// The sender: resumable, retrying through restarts of ingest and the
-	// broker, as a mass sender would.
+	// broker, as a mass sender would. Its failed requests (a killed
+	// ingest mid-batch, 503 while it starts) are counted and marked on
+	// the timeline.
+	tr := &countingTransport{next: http.DefaultTransport, tl: &tl}
 	journal := filepath.Join(c.Dir, "send.journal")
 	gen := memo.GenConfig{Seed: uint64(c.Plan.Seed) + 99, Now: time.Now().UTC().Truncate(24 * time.Hour), SenderCVRs: []string{SenderOrg},
 		CitizenCPRs: citizens, CitizenShare: 1, CompanyShare: -1, AuthorityShare: -1, NemSMSShare: -1, ValueDateShare: -1}
 	var sent int64
+	var uuids []string
 	for round := 0; round < 50 && sent < int64(c.Messages); round++ {
 		before := sent
 		sum, err := sendclient.Send(ctx, sendclient.NewGenSource(c.Messages, gen), sendclient.Options{
 			URL: topo.APIURL, Token: topo.SenderToken, BatchSize: 250, Concurrency: 2, Journal: journal, MaxAttempts: 30,
+			HTTP:       &http.Client{Transport: tr},
 			OnProgress: func(done int) { accepted.Store(before + int64(done)) },
 		})
 		if sum != nil {
 			sent += int64(sum.Accepted)
 			accepted.Store(sent)
+			for _, r := range sum.Results {
+				if r.Status == "RECEIVED" {
+					uuids = append(uuids, r.MessageUUID)
+				}
+			}
 			if sum.Rejected > 0 {
 				return nil, fmt.Errorf("chaos: %d messages rejected: %v", sum.Rejected, sum.RejectedByCode)
 			}
@@ -206,22 +300,67 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 
 	n := uint64(c.Messages)
-	want := map[string]uint64{"MEMO_MASS_SEND_RECEIVED": n, "MEMO_SEND_VALIDATED": n, "MEMO_SEND_ROUTED": n, Delivered: n}
-	groups := []string{"validate", "schedule", "route", "deliver", "eventlog", "receipts"}
-	v, err := Judge(ctx, conn, db, topo.KafkaAddr, want, groups, c.JudgeTimeout)
+	want := map[string]uint64{"MEMO_MASS_SEND_RECEIVED": n, "MEMO_SEND_VALIDATED": n, "MEMO_SEND_ROUTED": n, Delivered: n,
+		// Every recipient outage is shorter than the schedule: no message
+		// may give up.
+		"MEMO_SEND_FAILED": 0}
+	groups := []string{"validate", "schedule", "route", "deliver", "eventlog", "receipts", "deliver-retry", "receipt-push"}
+	backlog := map[string][]string{
+		"deliver-retry": {"memo.retry."},
+		"receipt-push":  {pipeline.TopicReceiptPush, pipeline.TopicReceiptPush + ".retry"},
+	}
+	v, err := Judge(ctx, conn, db, topo.KafkaAddr, want, groups, backlog, c.JudgeTimeout)
 	if err != nil {
 		return nil, err
+	}
+	// Post for citizens exempt from digital post goes to the print
+	// provider's outbox (pull, MEMO_SEND_READY_FOR_FETCH), a documented
+	// final state: no push, and no business receipt until it is picked
+	// up. Every other accepted message must reach the simulator and
+	// have its final receipt at the sender.
+	outbox, err := uuidsWithTag(ctx, conn, db, "MEMO_SEND_READY_FOR_FETCH")
+	if err != nil {
+		return nil, err
+	}
+	rep.Outbox = len(outbox)
+	pushUUIDs := make([]string, 0, len(uuids))
+	for _, u := range uuids {
+		if _, ok := outbox[u]; !ok {
+			pushUUIDs = append(pushUUIDs, u)
+		}
+	}
+	sim.Expect(pushUUIDs...)
+	// The receipts trail the event log (receipts sink, then receipt-push).
+	deadline := time.Now().Add(2 * time.Minute)
+	for rsink.Stats().Final < len(pushUUIDs) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(time.Second)
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	rep.MsgsPerSec = float64(c.Messages) / rep.Seconds
 	rep.Verdict = v
 	rep.Simulator = sim.Stats()
 	rep.Duplicates = rep.Simulator.DupCount
+	rep.Keys = keys.Stats()
+	rep.Receipts = rsink.Stats()
+	rep.SenderErrors = tr.failed.Load()
 	if got := v.EventsFound[Delivered]; got < n {
 		rep.Lost = int64(n - got)
 	}
 	if pushed := v.EventsFound["MEMO_AVAILABLE_TO_RECIPIENT"]; uint64(rep.Simulator.Unique) != pushed {
 		v.Problems = append(v.Problems, fmt.Sprintf("the simulator accepted %d distinct messages, the event log says %d were made available", rep.Simulator.Unique, pushed))
+	}
+	if m := rep.Simulator.MissingCount; m > 0 {
+		v.Problems = append(v.Problems, fmt.Sprintf("%d accepted messages never reached their recipient system (e.g. %v)", m, first(rep.Simulator.Missing, 5)))
+		rep.Lost = max(rep.Lost, int64(m))
+	}
+	if k := rep.Keys; k.Mismatches > 0 {
+		v.Problems = append(v.Problems, fmt.Sprintf("%d of %d pushes carried an Idempotency-Key other than their messageUUID (e.g. %v)", k.Mismatches, k.Pushes, first(k.Examples, 3)))
+	}
+	if miss, some := rsink.Missing(pushUUIDs, 5); miss > 0 {
+		v.Problems = append(v.Problems, fmt.Sprintf("%d messages without a final business receipt at the sender's receipt endpoint (e.g. %v)", miss, some))
+	}
+	if r := rep.Receipts; r.MoreThanOne > 0 {
+		v.Problems = append(v.Problems, fmt.Sprintf("%d messages got two or more different final business receipts", r.MoreThanOne))
 	}
 	for _, p := range topo.all() {
 		rep.Kills += p.Kills()
@@ -234,13 +373,67 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	rep.Samples = samples
 	smu.Unlock()
 	rep.Recovery = recovery(rep)
+	for _, r := range rep.Recovery {
+		if !r.Within {
+			rep.RecoveryMiss++
+		}
+	}
+	rep.Slow = slowReports(rep)
 	rep.OK = v.OK()
 	return rep, nil
 }
 
+func first(s []string, n int) []string { return s[:min(n, len(s))] }
+
+// uuidsWithTag returns the messageUUIDs with a row of tag in the event log.
+func uuidsWithTag(ctx context.Context, conn driver.Conn, db, tag string) (map[string]struct{}, error) {
+	rows, err := conn.Query(ctx, fmt.Sprintf("SELECT DISTINCT message_uuid FROM %s.events WHERE tag = ?", db), tag)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]struct{}{}
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out[u] = struct{}{}
+	}
+	return out, rows.Err()
+}
+
+// countingTransport counts the sender's failed requests (no answer, or a
+// 5xx) and marks the first of each burst on the timeline.
+type countingTransport struct {
+	next   http.RoundTripper
+	tl     *Timeline
+	failed atomic.Int64
+	last   atomic.Int64 // unix ms of the last timeline mark
+}
+
+func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	what := ""
+	switch {
+	case err != nil:
+		what = err.Error()
+	case resp.StatusCode >= 500:
+		what = resp.Status
+	}
+	if what != "" {
+		t.failed.Add(1)
+		now := time.Now().UnixMilli()
+		if prev := t.last.Load(); now-prev > 5000 && t.last.CompareAndSwap(prev, now) {
+			t.tl.Add("sender", "send", "a batch failed, the sender retries it: "+what)
+		}
+	}
+	return resp, err
+}
+
 // sample records, every second, what the sender got accepted and what the
 // event log holds (while ClickHouse is down, the last value stays).
-func sample(ctx context.Context, conn driver.Conn, db string, start time.Time, accepted *atomic.Int64, mu *sync.Mutex, out *[]Sample, progress io.Writer) {
+func sample(ctx context.Context, conn driver.Conn, db string, start time.Time, accepted *atomic.Int64, pushed func() int64, mu *sync.Mutex, out *[]Sample, progress io.Writer) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var last Sample
@@ -250,7 +443,7 @@ func sample(ctx context.Context, conn driver.Conn, db string, start time.Time, a
 			return
 		case <-tick.C:
 		}
-		s := Sample{T: time.Since(start).Seconds(), Accepted: accepted.Load(), Delivered: last.Delivered, Events: last.Events}
+		s := Sample{T: time.Since(start).Seconds(), Accepted: accepted.Load(), Delivered: last.Delivered, Events: last.Events, Pushed: pushed()}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		var d, e uint64
 		err := conn.QueryRow(qctx, fmt.Sprintf("SELECT countIf(tag IN ('%s')), count() FROM %s.events",
@@ -269,9 +462,13 @@ func sample(ctx context.Context, conn driver.Conn, db string, start time.Time, a
 	}
 }
 
-// recovery: for each fault, seconds from its recovery until the delivered
-// rate is back to the median rate before it (0 when it never dropped).
-func recovery(r *Report) map[string]float64 {
+// recovery: for each fault, seconds from its end (the restart, ClickHouse
+// started, the recipients answering again) until the delivered rate is
+// back at 80% of the median rate in the 10 s before the fault. The rate is
+// the event log's delivery rows per second, so a ClickHouse outage shows
+// as zero while it lasts. Where the send had ended and the backlog drained
+// before the rate could come back, there is nothing left to measure.
+func recovery(r *Report) []Recovery {
 	if len(r.Samples) < 3 {
 		return nil
 	}
@@ -282,52 +479,125 @@ func recovery(r *Report) map[string]float64 {
 		}
 		return float64(r.Samples[i].Delivered-r.Samples[i-1].Delivered) / dt
 	}
-	out := map[string]float64{}
-	var faultAt time.Time
+	var out []Recovery
+	type open struct {
+		kind string
+		at   time.Time
+	}
+	began := map[string]open{}
 	for _, e := range r.Timeline {
 		switch e.Kind {
-		case KillStage, KillBroker, ClickHouse:
-			faultAt = e.T
+		case KillStage, KillBroker, ClickHouse, RecipientsDown, SlowRecipient:
+			began[e.Target] = open{e.Kind, e.T}
 		case "recovered":
-			t0 := faultAt.Sub(r.Started).Seconds()
-			t1 := e.T.Sub(r.Started).Seconds()
+			o, ok := began[e.Target]
+			if !ok {
+				continue
+			}
+			delete(began, e.Target)
+			rc := Recovery{Kind: o.kind, Target: e.Target, At: o.at.Sub(r.Started).Seconds(), Ended: e.T.Sub(r.Started).Seconds(), Second: -1}
 			var before []float64
 			for i := 1; i < len(r.Samples); i++ {
-				if r.Samples[i].T <= t0 && r.Samples[i].T > t0-10 {
+				if r.Samples[i].T <= rc.At && r.Samples[i].T > rc.At-10 {
 					before = append(before, rate(i))
 				}
 			}
 			if len(before) == 0 {
+				rc.Note = "no samples before the fault"
+				rc.Within = true
+				out = append(out, rc)
 				continue
 			}
 			sort.Float64s(before)
-			ref := before[len(before)/2]
+			rc.Rate = before[len(before)/2]
+			if rc.Rate == 0 {
+				rc.Note = "nothing delivered in the 10 s before (an earlier fault, or ClickHouse down)"
+			}
 			for i := 1; i < len(r.Samples); i++ {
-				if r.Samples[i].T >= t1 && rate(i) >= 0.8*ref {
-					out[fmt.Sprintf("%s@%.0fs", e.Target, t0)] = max(0, r.Samples[i].T-t1)
+				s := r.Samples[i]
+				if s.T < rc.Ended {
+					continue
+				}
+				if rate(i) >= 0.8*rc.Rate {
+					rc.Second = max(0, s.T-rc.Ended)
+					break
+				}
+				if s.Delivered >= uint64(r.Messages) {
+					rc.Note = "the send was over and everything delivered before the rate came back"
 					break
 				}
 			}
+			switch {
+			case rc.Second >= 0:
+				rc.Within = rc.Second <= RecoveryTarget.Seconds()
+			case rc.Note != "":
+				rc.Within = true
+			default:
+				rc.Note = "the rate never came back before the run ended"
+			}
+			out = append(out, rc)
+		}
+	}
+	return out
+}
+
+// slowReports compares the other systems' accepted pushes per second while
+// a recipient was slow with the same length of time just before.
+func slowReports(r *Report) []SlowReport {
+	at := func(t float64) (int64, bool) {
+		for _, s := range r.Samples {
+			if s.T >= t {
+				return s.Pushed, true
+			}
+		}
+		return 0, false
+	}
+	var out []SlowReport
+	var cur *Entry
+	for _, e := range r.Timeline {
+		switch {
+		case e.Kind == SlowRecipient:
+			e := e
+			cur = &e
+		case e.Kind == "recovered" && cur != nil && e.Target == cur.Target:
+			t0, t1 := cur.T.Sub(r.Started).Seconds(), e.T.Sub(r.Started).Seconds()
+			w := t1 - t0
+			a, ok1 := at(t0 - w)
+			b, ok2 := at(t0)
+			c, ok3 := at(t1)
+			sr := SlowReport{System: cur.Target, At: t0, For: w}
+			if ok1 && ok2 && ok3 && w > 0 {
+				sr.Before, sr.During = float64(b-a)/w, float64(c-b)/w
+				if sr.Before > 0 {
+					sr.Ratio = sr.During / sr.Before
+				}
+			}
+			out = append(out, sr)
+			cur = nil
 		}
 	}
 	return out
 }
 
 // SeedRegistry writes a small synthetic registry whose push systems point
-// at the recipient simulator, and returns its citizens.
-func SeedRegistry(ctx context.Context, addr, simURL string) ([]string, error) {
+// at the recipient simulator, with the scenario's sender system taking its
+// receipts at receiptURL, and returns its citizens and the mailbox
+// providers (the push systems citizens' post goes to, the busiest first).
+func SeedRegistry(ctx context.Context, addr, simURL, receiptURL string, mailboxes int) (citizens, mailboxSystems []string, err error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.AllowAutoTopicCreation())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer cl.Close()
 	var recs []*kgo.Record
-	var citizens []string
-	err = registry.Generate(registry.GenConfig{Seed: 1, Citizens: 2000, Companies: 20, Authorities: 1, MailboxProviders: 2, NemSMSShare: -1}, func(c registry.Change) error {
+	err = registry.Generate(registry.GenConfig{Seed: 1, Citizens: 2000, Companies: 20, Authorities: 1, MailboxProviders: mailboxes, NemSMSShare: -1}, func(c registry.Change) error {
 		switch e := c.Entity.(type) {
 		case *registry.System:
 			if e.Protocol == registry.RestPush {
 				e.Endpoint, e.Credentials = simURL+recipientsim.PushPath(e.ID), ""
+			}
+			if e.SysKind == registry.SystemMailbox {
+				mailboxSystems = append(mailboxSystems, e.ID)
 			}
 		case *registry.Citizen:
 			citizens = append(citizens, e.CPR)
@@ -336,10 +606,21 @@ func SeedRegistry(ctx context.Context, addr, simURL string) ([]string, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return citizens, cl.ProduceSync(ctx, recs...).FirstErr()
+	// The sender system the sender's token belongs to (SenderID in
+	// Topology), with its receipt endpoint: receipt-push POSTs there.
+	snd := &registry.SenderSystem{ID: SenderSystemID, Org: SenderOrg, Name: "chaos sender", ReceiptEndpoint: receiptURL, Active: true}
+	if err := snd.Validate(); err != nil {
+		return nil, nil, err
+	}
+	recs = append(recs, registry.NewChange(snd, "chaos", time.Now().UTC()).Record(pipeline.TopicRegistry))
+	return citizens, mailboxSystems, cl.ProduceSync(ctx, recs...).FirstErr()
 }
+
+// SenderSystemID is the id of the scenario's sender system (its token's
+// principal, so its receipts are keyed by it).
+const SenderSystemID = "chaos-sender"
 
 // ErrFailed is returned by callers that turn a failed verdict into an
 // error (memoflow bench chaos exits 1).

@@ -24,6 +24,12 @@ func newBenchChaosCmd() *cobra.Command {
 		chDown            time.Duration
 		seed              int64
 		validate, deliver int
+		ingestKills       int
+		rcptOutages       int
+		rcptShare         float64
+		rcptDown          time.Duration
+		slowN             int
+		slowFor, slowLat  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "chaos",
@@ -33,13 +39,20 @@ stage as "memoflow stage NAME" (two replicas of validate and deliver), a ClickHo
 server of its own (scripts/clickhouse.sh, so run it from the repository), and a
 recipient simulator for the push systems — sends --messages through the ingest API
 with the resumable sender, and meanwhile SIGKILLs random stage replicas and the
-broker and restarts them after a random pause, and stops ClickHouse for a while, on
-a schedule drawn from --seed.
+broker and restarts them after a random pause, kills the ingest API mid-batch (the
+sender resumes), stops ClickHouse for a while, takes 10% of the recipient systems
+down for a while and makes one answer after 10 s, on a schedule drawn from --seed.
+Redelivery runs on a short --deliver-schedule so that the down systems' messages
+arrive within the run.
 
 The verdict comes from outside the pipeline: the event log holds exactly one row
-per expected event, every pushed message reached the simulator (duplicates are
-counted), no consumer group has records left, the DLQ is empty. Exit status 1 when
-anything was lost or counted twice.`,
+per expected event and no MEMO_SEND_FAILED, every accepted message reached its
+recipient system (the simulator; duplicates are counted, and every push's
+Idempotency-Key must be its messageUUID), every message's final business receipt
+reached the sender's receipt endpoint, no consumer group (the delay topics' and
+receipt push's included) has records left, the DLQ is empty. Exit status 1 when
+anything was lost or counted twice. Recovery to the rate before each fault is
+measured against the 30 s target and reported (it does not fail the run).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.Messages < 1 {
@@ -64,8 +77,11 @@ anything was lost or counted twice.`,
 			}
 			c.Bin = bin
 			c.Stages = map[string]int{"ingest": 1, "validate": validate, "schedule": 1, "route": 1, "deliver": deliver, "eventlog": 1, "receipts": 1}
+			c.Stages["receipt-push"] = 1
 			c.Plan = chaos.PlanConfig{Seed: seed, Duration: window, StageKills: stageKills, BrokerKills: brokerKills,
-				ClickHouseOutages: chOutages, ClickHouseDown: chDown, MaxPause: maxPause}
+				ClickHouseOutages: chOutages, ClickHouseDown: chDown, MaxPause: maxPause, IngestKills: ingestKills,
+				RecipientOutages: rcptOutages, RecipientShare: rcptShare, RecipientDown: rcptDown,
+				SlowRecipients: slowN, SlowFor: slowFor, SlowLatency: slowLat}
 			c.Progress = cmd.ErrOrStderr()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -95,8 +111,20 @@ anything was lost or counted twice.`,
 			fmt.Fprintf(out, "  faults       %d kills (%d broker), %d unexpected exits restarted, %d sender resumes\n", rep.Kills, rep.BrokerKills, rep.Exits, rep.SenderRetries)
 			fmt.Fprintf(out, "  lost         %d\n  duplicates   %d pushes (same idempotency key)\n", rep.Lost, rep.Duplicates)
 			fmt.Fprintf(out, "  simulator    %s\n", rep.Simulator.Summary())
-			for k, v := range rep.Recovery {
-				fmt.Fprintf(out, "  recovery     %-24s %.1f s\n", k, v)
+			fmt.Fprintf(out, "  outbox       %d messages for exempt citizens in the print provider's outbox (READY_FOR_FETCH)\n", rep.Outbox)
+			fmt.Fprintf(out, "  keys         %d pushes, %d with an Idempotency-Key other than their messageUUID\n", rep.Keys.Pushes, rep.Keys.Mismatches)
+			fmt.Fprintf(out, "  receipts     %d messages with a final business receipt at the sender, %d receipt POSTs repeated (same id), %d with two final receipts\n",
+				rep.Receipts.Final, rep.Receipts.Repeats, rep.Receipts.MoreThanOne)
+			fmt.Fprintf(out, "  sender       %d failed requests retried, %d resumes from the journal\n", rep.SenderErrors, rep.SenderRetries)
+			for _, r := range rep.Recovery {
+				within := "within 30 s"
+				if !r.Within {
+					within = "OVER 30 s"
+				}
+				fmt.Fprintf(out, "  recovery     %-14s %-22s at %5.0fs: %5.1f s to 80%% of %.0f msgs/s (%s) %s\n", r.Kind, r.Target, r.At, r.Second, r.Rate, within, r.Note)
+			}
+			for _, sr := range rep.Slow {
+				fmt.Fprintf(out, "  slow         %s slow for %.0f s: other systems %.0f msgs/s before, %.0f while slow (ratio %.2f)\n", sr.System, sr.For, sr.Before, sr.During, sr.Ratio)
 			}
 			for _, p := range rep.Problems() {
 				fmt.Fprintf(out, "  FAILED: %s\n", p)
@@ -116,6 +144,17 @@ anything was lost or counted twice.`,
 	f.DurationVar(&chDown, "clickhouse-down", 60*time.Second, "length of each ClickHouse outage")
 	f.DurationVar(&maxPause, "max-pause", 10*time.Second, "longest pause before a killed process restarts")
 	f.DurationVar(&window, "fault-window", 0, "faults fall between 10% and 80% of this (default: about the send's length)")
+	f.IntVar(&ingestKills, "ingest-kills", 1, "SIGKILLs of the ingest API on top of --stage-kills (the sender resumes)")
+	f.IntVar(&rcptOutages, "recipient-outages", 1, "periods in which --recipient-share of the recipient systems answer 503")
+	f.Float64Var(&rcptShare, "recipient-share", 0.1, "share of the recipient systems down in each recipient outage")
+	f.DurationVar(&rcptDown, "recipient-down", 60*time.Second, "length of each recipient outage (keep it below the --deliver-schedule's span)")
+	f.IntVar(&slowN, "slow-recipients", 1, "periods in which one recipient system answers after --slow-latency")
+	f.DurationVar(&slowFor, "slow-for", 30*time.Second, "length of each slow-recipient period")
+	f.DurationVar(&slowLat, "slow-latency", 10*time.Second, "answer time of the slow recipient")
+	f.StringVar(&c.DeliverSchedule, "deliver-schedule", "", "the run's redelivery schedule (default 5s,15s,35s,75s,155s,315s: redelivery within the run)")
+	f.IntVar(&c.MailboxProviders, "mailbox-providers", 20, "push systems the citizens' post goes to (90% to the first)")
+	f.IntVar(&c.SinkBatchRecords, "sink-batch-records", 2000, "batch size of the ClickHouse sinks")
+	f.StringArrayVar(&c.ExtraArgs, "stage-arg", nil, "extra flag for every stage, e.g. --stage-arg=--deliver-batch-records=200 (repeatable)")
 	f.IntVar(&validate, "validate-replicas", 2, "validate replicas")
 	f.IntVar(&deliver, "deliver-replicas", 2, "deliver replicas")
 	f.StringVar(&c.Dir, "dir", "", "state and logs of the run (default var/chaos/<time>)")
