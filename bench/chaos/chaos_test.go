@@ -125,6 +125,17 @@ func TestChaosShort(t *testing.T) {
 	if err := rep.WriteHTML(filepath.Join(dir, "chaos.html")); err != nil {
 		t.Fatal(err)
 	}
+	// The JSON reads back, and its recovery figures derive again the same
+	// (memoflow bench chaos --from).
+	back, err := ReadReport(filepath.Join(dir, "chaos.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.Recompute()
+	if len(back.Recovery) != len(rep.Recovery) || back.RecoveryMiss != rep.RecoveryMiss || len(back.Slow) != len(rep.Slow) {
+		t.Errorf("recomputed from JSON: %d recoveries (%d over), %d slow; the run had %d (%d), %d",
+			len(back.Recovery), back.RecoveryMiss, len(back.Slow), len(rep.Recovery), rep.RecoveryMiss, len(rep.Slow))
+	}
 	html, _ := os.ReadFile(filepath.Join(dir, "chaos.html"))
 	for _, want := range []string{"echarts.init", "kill-broker", "clickhouse"} {
 		if !strings.Contains(string(html), want) {

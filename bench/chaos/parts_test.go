@@ -148,13 +148,16 @@ func TestReceiptSink(t *testing.T) {
 func TestRecovery(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(s float64) time.Time { return start.Add(time.Duration(s * float64(time.Second))) }
-	// 100 msgs/s, nothing between 20 s and 30 s, back at 33 s.
+	// 100 msgs/s, nothing between 20 s and 30 s, 10/s until 33 s, then
+	// 100/s again.
 	var samples []Sample
 	var d uint64
-	for i := 0; i <= 60; i++ {
-		if i > 0 && (i <= 20 || i > 33) {
+	for i := 0; i <= 70; i++ {
+		switch {
+		case i == 0:
+		case i <= 20 || i > 33:
 			d += 100
-		} else if i > 30 {
+		case i > 30:
 			d += 10
 		}
 		samples = append(samples, Sample{T: float64(i), Delivered: d})
@@ -169,16 +172,33 @@ func TestRecovery(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("%d recoveries: %+v", len(got), got)
 	}
-	if g := got[0]; g.Rate != 100 || g.Second != 4 || !g.Within {
-		t.Errorf("deliver-1: %+v, want rate 100, back 4 s after the restart", g)
+	// The 5 s from 32 s hold 10+4×100 = 410 ≥ 80% of 5×100.
+	if g := got[0]; g.Rate != 100 || g.Second != 2 || !g.Within {
+		t.Errorf("deliver-1: %+v, want rate 100, back 2 s after the restart", g)
 	}
 	if g := got[1]; g.Second != 0 || !g.Within {
 		t.Errorf("route-1: %+v, want no drop", g)
 	}
-	// Never back: over the target.
-	r.Samples = samples[:31]
+	// Never back before the samples end: over the target.
+	r.Samples = samples[:36]
 	r.Timeline = r.Timeline[:2]
 	if g := recovery(r); len(g) != 1 || g[0].Within || g[0].Second != -1 {
 		t.Errorf("never recovered: %+v", g)
+	}
+	// Bursty inserts (every 5 s) still give the mean rate.
+	var bursty []Sample
+	d = 0
+	for i := 0; i <= 60; i++ {
+		if i > 0 && i%5 == 0 {
+			d += 500
+		}
+		bursty = append(bursty, Sample{T: float64(i), Delivered: d})
+	}
+	r = &Report{Started: start, Messages: 1_000_000, Samples: bursty, Timeline: []Entry{
+		{T: at(30), Kind: ClickHouse, Target: "clickhouse"},
+		{T: at(31), Kind: "recovered", Target: "clickhouse"},
+	}}
+	if g := recovery(r); len(g) != 1 || g[0].Rate != 100 || g[0].Second != 0 {
+		t.Errorf("bursty: %+v, want rate 100, no drop", g)
 	}
 }

@@ -17,6 +17,7 @@ func newBenchChaosCmd() *cobra.Command {
 	var (
 		c                 chaos.Config
 		jsonOut, htmlOut  string
+		from              string
 		window, maxPause  time.Duration
 		stageKills        int
 		brokerKills       int
@@ -55,6 +56,27 @@ anything was lost or counted twice. Recovery to the rate before each fault is
 measured against the 30 s target and reported (it does not fail the run).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if from != "" {
+				// No run: the report of an earlier one, its recovery
+				// figures derived again, written as --json and --html.
+				rep, err := chaos.ReadReport(from)
+				if err != nil {
+					return usageErr(fmt.Errorf("--from %s: %w", from, err))
+				}
+				rep.Recompute()
+				if jsonOut != "" {
+					if err := rep.WriteJSON(jsonOut); err != nil {
+						return err
+					}
+				}
+				if htmlOut != "" {
+					if err := rep.WriteHTML(htmlOut); err != nil {
+						return err
+					}
+				}
+				printChaos(cmd, rep)
+				return nil
+			}
 			if c.Messages < 1 {
 				return usageErr(fmt.Errorf("--messages must be at least 1, got %d", c.Messages))
 			}
@@ -101,34 +123,7 @@ measured against the 30 s target and reported (it does not fail the run).`,
 					return err
 				}
 			}
-			out := cmd.OutOrStdout()
-			verdict := "OK"
-			if !rep.OK {
-				verdict = "FAILED"
-			}
-			fmt.Fprintf(out, "memoflow bench chaos: %s\n", verdict)
-			fmt.Fprintf(out, "  messages     %d in %.1f s (%.0f msgs/s with the faults)\n", rep.Messages, rep.Seconds, rep.MsgsPerSec)
-			fmt.Fprintf(out, "  faults       %d kills (%d broker), %d unexpected exits restarted, %d sender resumes\n", rep.Kills, rep.BrokerKills, rep.Exits, rep.SenderRetries)
-			fmt.Fprintf(out, "  lost         %d\n  duplicates   %d pushes (same idempotency key)\n", rep.Lost, rep.Duplicates)
-			fmt.Fprintf(out, "  simulator    %s\n", rep.Simulator.Summary())
-			fmt.Fprintf(out, "  outbox       %d messages for exempt citizens in the print provider's outbox (READY_FOR_FETCH)\n", rep.Outbox)
-			fmt.Fprintf(out, "  keys         %d pushes, %d with an Idempotency-Key other than their messageUUID\n", rep.Keys.Pushes, rep.Keys.Mismatches)
-			fmt.Fprintf(out, "  receipts     %d messages with a final business receipt at the sender, %d receipt POSTs repeated (same id), %d with two final receipts\n",
-				rep.Receipts.Final, rep.Receipts.Repeats, rep.Receipts.MoreThanOne)
-			fmt.Fprintf(out, "  sender       %d failed requests retried, %d resumes from the journal\n", rep.SenderErrors, rep.SenderRetries)
-			for _, r := range rep.Recovery {
-				within := "within 30 s"
-				if !r.Within {
-					within = "OVER 30 s"
-				}
-				fmt.Fprintf(out, "  recovery     %-14s %-22s at %5.0fs: %5.1f s to 80%% of %.0f msgs/s (%s) %s\n", r.Kind, r.Target, r.At, r.Second, r.Rate, within, r.Note)
-			}
-			for _, sr := range rep.Slow {
-				fmt.Fprintf(out, "  slow         %s slow for %.0f s: other systems %.0f msgs/s before, %.0f while slow (ratio %.2f)\n", sr.System, sr.For, sr.Before, sr.During, sr.Ratio)
-			}
-			for _, p := range rep.Problems() {
-				fmt.Fprintf(out, "  FAILED: %s\n", p)
-			}
+			printChaos(cmd, rep)
 			if !rep.OK || rep.Lost > 0 {
 				return &exitError{code: 1, err: chaos.ErrFailed}
 			}
@@ -160,7 +155,41 @@ measured against the 30 s target and reported (it does not fail the run).`,
 	f.StringVar(&c.Dir, "dir", "", "state and logs of the run (default var/chaos/<time>)")
 	f.StringVar(&c.Root, "repo", ".", "the repository (for scripts/clickhouse.sh)")
 	f.StringVar(&jsonOut, "json", "", "write the report as JSON")
+	f.StringVar(&from, "from", "", "do not run: read an earlier run's JSON report, derive its recovery figures again and write --json/--html")
 	f.StringVar(&htmlOut, "html", "", "write the report as a self-contained HTML page (throughput with the faults drawn over it)")
 	f.DurationVar(&c.JudgeTimeout, "judge-timeout", 10*time.Minute, "how long to wait for the event log to complete after the send")
 	return cmd
+}
+
+// printChaos writes the summary of a chaos report.
+func printChaos(cmd *cobra.Command, rep *chaos.Report) {
+	out := cmd.OutOrStdout()
+	verdict := "OK"
+	if !rep.OK {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(out, "memoflow bench chaos: %s\n", verdict)
+	fmt.Fprintf(out, "  messages     %d in %.1f s (%.0f msgs/s with the faults)\n", rep.Messages, rep.Seconds, rep.MsgsPerSec)
+	fmt.Fprintf(out, "  faults       %d kills (%d broker), %d unexpected exits restarted, %d sender resumes\n", rep.Kills, rep.BrokerKills, rep.Exits, rep.SenderRetries)
+	fmt.Fprintf(out, "  lost         %d\n  duplicates   %d pushes (same idempotency key)\n", rep.Lost, rep.Duplicates)
+	fmt.Fprintf(out, "  simulator    %s\n", rep.Simulator.Summary())
+	fmt.Fprintf(out, "  outbox       %d messages for exempt citizens in the print provider's outbox (READY_FOR_FETCH)\n", rep.Outbox)
+	fmt.Fprintf(out, "  keys         %d pushes, %d with an Idempotency-Key other than their messageUUID\n", rep.Keys.Pushes, rep.Keys.Mismatches)
+	fmt.Fprintf(out, "  receipts     %d messages with a final business receipt at the sender, %d receipt POSTs repeated (same id), %d with two final receipts\n",
+		rep.Receipts.Final, rep.Receipts.Repeats, rep.Receipts.MoreThanOne)
+	fmt.Fprintf(out, "  sender       %d failed requests retried, %d resumes from the journal\n", rep.SenderErrors, rep.SenderRetries)
+	fmt.Fprintf(out, "  recovery     %d of %d faults over the 30 s target\n", rep.RecoveryMiss, len(rep.Recovery))
+	for _, r := range rep.Recovery {
+		within := "within 30 s"
+		if !r.Within {
+			within = "OVER 30 s"
+		}
+		fmt.Fprintf(out, "  recovery     %-14s %-22s at %5.0fs: %5.1f s to 80%% of %.0f msgs/s (%s) %s\n", r.Kind, r.Target, r.At, r.Second, r.Rate, within, r.Note)
+	}
+	for _, sr := range rep.Slow {
+		fmt.Fprintf(out, "  slow         %s slow for %.0f s: other systems %.0f msgs/s before, %.0f while slow (ratio %.2f)\n", sr.System, sr.For, sr.Before, sr.During, sr.Ratio)
+	}
+	for _, p := range rep.Problems() {
+		fmt.Fprintf(out, "  FAILED: %s\n", p)
+	}
 }
