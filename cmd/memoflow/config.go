@@ -21,6 +21,7 @@ import (
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/eventlog"
+	"github.com/memoflow/memoflow/stages/forward"
 	"github.com/memoflow/memoflow/stages/ingest"
 	"github.com/memoflow/memoflow/stages/route"
 	"github.com/memoflow/memoflow/stages/schedule"
@@ -50,6 +51,7 @@ type Config struct {
 	Auth       AuthConfig             `yaml:"auth"`
 	Schedule   schedule.Config        `yaml:"schedule"`
 	Route      route.Config           `yaml:"route"`
+	Forward    forward.Config         `yaml:"forward"`
 }
 
 // AuthConfig says where API tokens come from.
@@ -95,6 +97,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	c.Deliver.RegisterFlags(fs)
 	c.Schedule.RegisterFlags(fs)
 	c.Route.RegisterFlags(fs)
+	c.Forward.RegisterFlags(fs)
 	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "YAML file of API token hashes and their principals (default for run: <var-dir>/tokens.yaml)")
 }
 
@@ -143,6 +146,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Route.Validate(); err != nil {
+		return err
+	}
+	if err := c.Forward.Validate(); err != nil {
 		return err
 	}
 	return c.Blob.Validate()

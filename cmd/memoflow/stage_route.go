@@ -31,7 +31,13 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			st, err := route.New(view, p, a.cfg.Route)
+			// Route copies the claim-checked body of a message it forwards
+			// (stages/route/forward.go).
+			blobs, err := a.blobStore()
+			if err != nil {
+				return nil, err
+			}
+			st, err := route.New(view, p, a.cfg.Route, route.WithBlobStore(blobs))
 			if err != nil {
 				return nil, usageErr(err)
 			}
