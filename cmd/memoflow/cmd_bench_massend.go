@@ -352,6 +352,15 @@ func externalTarget(ctx context.Context, cfg *Config, b *benchRunOpts) (bench.Ta
 	if cfg.Kafka.Brokers == "" {
 		return bench.Target{}, usageErr(errors.New("--url needs --kafka-brokers: the bench reads lag and arrivals from Kafka and runs the null pipeline there"))
 	}
+	if b.stages == benchWholeStages {
+		// A running setup's registry does not know the generated
+		// recipients and its push systems do not point at this
+		// process's simulator: check what the bench can see from
+		// outside, up to memo.valid and the event log of those stages.
+		b.stages = benchExternalStages
+	} else if stageListHas(b.stages, "route") || stageListHas(b.stages, "deliver") {
+		return bench.Target{}, usageErr(errors.New("--url with route or deliver in --stages: the bench can only check delivery in process (its registry and recipient simulator); give --stages " + benchExternalStages))
+	}
 	defs, err := parseStageList(b.stages)
 	if err != nil {
 		return bench.Target{}, err

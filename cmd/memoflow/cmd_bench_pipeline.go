@@ -18,6 +18,10 @@ import (
 // simulator) with the event log, the receipts store and their APIs.
 const benchWholeStages = "ingest,validate,schedule,route,deliver,eventlog,receipts,receipts-api,eventquery"
 
+// benchExternalStages is what the bench checks against a running setup
+// (--url): arrivals at memo.valid and the events of those stages.
+const benchExternalStages = "ingest,validate,eventlog,receipts"
+
 // benchScheduleClocks holds a bench run's schedule clock per app
 // (stage_schedule.go passes it to the stage): the value-date scenario
 // moves it to the value date instead of waiting for midnight.
