@@ -28,11 +28,16 @@ func init() {
 			if err != nil {
 				return err
 			}
+			// Suppliers see their standard systems' selections' traffic.
+			view, err := a.registryView(ctx)
+			if err != nil {
+				return err
+			}
 			db := a.cfg.ClickHouse.Database
 			log := a.log.With("stage", "eventquery")
 			err = eventquery.Register(a.http.Mux, eventquery.Deps{
 				Conn: conn, Database: db, Tokens: tokens, Pseudonymizer: pseudo,
-				Producer: prod, Log: log, Registerer: a.reg,
+				Producer: prod, Log: log, Registerer: a.reg, Selections: eventquery.RegistrySelections{View: view},
 			})
 			if err != nil {
 				return usageErr(err)

@@ -47,6 +47,7 @@ func seedEntities() []registry.Entity {
 		&registry.ContactPoint{ID: "pA", ParentID: "gA", Org: orgA, Name: "Pas og kørekort", Keywords: []string{"Pas"}, KLE: []string{"01.02"}, Visibility: registry.VisibleCitizens, System: "sysA"},
 		&registry.ContactPoint{ID: "pB", Org: orgB, Name: "B's point", Visibility: registry.VisibleAll},
 		&registry.LegacyMailbox{Org: orgA, Mailbox: "BORGER", ContactPoint: "pA"},
+		&registry.Company{CVR: supplierOrg, Status: registry.Registered, Mailbox: "mailbox"},
 	}
 }
 
@@ -58,6 +59,11 @@ var principals = map[string]*auth.Principal{
 	"conB":     {ID: "con-bob", Org: orgB, Roles: []auth.Role{auth.RoleContactAdmin}},
 	"sender":   {ID: "sndA", Org: orgA, Roles: []auth.Role{auth.RoleSender}},
 	"logs":     {ID: "log-ann", Org: orgA, Roles: []auth.Role{auth.RoleLogMessages, auth.RoleLogSearches}},
+	"supA":     {ID: "sup-ann", Org: orgA, Roles: []auth.Role{auth.RoleSupplier}},
+	// The company 11223344 is a supplier of standard systems and forwards
+	// its mailbox post.
+	"supC": {ID: "sup-sam", Org: supplierOrg, Roles: []auth.Role{auth.RoleSupplier}},
+	"sysC": {ID: "sys-sam", Org: supplierOrg, Roles: []auth.Role{auth.RoleSystemAdmin}},
 }
 
 func newEnv(t *testing.T) *env {
@@ -157,7 +163,7 @@ func TestRolesPerEndpoint(t *testing.T) {
 				t.Errorf("no token: %d %s", a.status, a.err.Code)
 			}
 			for name, p := range principals {
-				if name == "conB" {
+				if p.Org != orgA && !p.Has(auth.RoleOperator) {
 					continue // another organisation: TestOtherOrganisation
 				}
 				a := e.do(name, ep.Method, path, []byte{})

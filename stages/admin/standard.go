@@ -80,7 +80,9 @@ func (a *API) selectedBy(id string) []SelectionRefJSON {
 		}
 		return true
 	})
-	slices.SortFunc(out, func(x, y SelectionRefJSON) int { return cmp.Or(cmp.Compare(x.Organisation, y.Organisation), cmp.Compare(x.System, y.System)) })
+	slices.SortFunc(out, func(x, y SelectionRefJSON) int {
+		return cmp.Or(cmp.Compare(x.Organisation, y.Organisation), cmp.Compare(x.System, y.System))
+	})
 	return out
 }
 

@@ -475,7 +475,12 @@ func (im *Importer) planChanges(res *SystemsResult, rows []sysRow, may SystemsAc
 		return errs
 	}
 	if c, ok := im.writer.(checker); ok {
-		if err := c.Check(res.changes...); err != nil {
+		// Check wants what Write gets; the actor is filled in at Import.
+		cs := slices.Clone(res.changes)
+		for i := range cs {
+			cs[i].Actor, cs[i].Time = "admin-import-check", im.now()
+		}
+		if err := c.Check(cs...); err != nil {
 			var be *registry.BatchError
 			var re *registry.Error
 			if errors.As(err, &be) && errors.As(err, &re) && be.Index < len(res.rows) {

@@ -8,8 +8,12 @@
 // Access: an organisation sees only its own events (it sent them, or it is
 // the recipient CVR); log-messages and log-searches administrators see
 // metadata, log-searches may also search by a person's CPR (pseudonymised
-// here, never stored or logged), operators see every organisation. Every
-// search is itself logged as an event on memo.events before it runs.
+// here, never stored or logged), operators see every organisation. A
+// supplier's administrator (role supplier) sees the traffic of the
+// authorities that selected one of its standard systems: the events whose
+// recipient system is such a selection (Deps.Selections), and nothing
+// else of theirs. Every search is itself logged as an event on
+// memo.events before it runs.
 // docs/eventlog-api.md is the reference.
 package eventquery
 
@@ -60,6 +64,9 @@ type Deps struct {
 	AuditTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Selections finds a supplier's selections (RegistrySelections over
+	// the registry view). Nil: suppliers see nothing.
+	Selections Selections
 }
 
 // API serves the endpoints.
@@ -72,10 +79,11 @@ type API struct {
 	metrics      *metrics
 	auditTimeout time.Duration
 	now          func() time.Time
+	selections   Selections
 }
 
 // The roles that may read the event log at all.
-var readRoles = []auth.Role{auth.RoleLogMessages, auth.RoleLogSearches, auth.RoleOperator}
+var readRoles = []auth.Role{auth.RoleLogMessages, auth.RoleLogSearches, auth.RoleOperator, auth.RoleSupplier}
 
 // New checks d and returns the API.
 func New(d Deps) (*API, error) {
@@ -113,7 +121,7 @@ func New(d Deps) (*API, error) {
 	return &API{
 		store:  store{conn: d.Conn, db: d.Database, maxTime: d.MaxExecutionTime},
 		tokens: d.Tokens, pseudo: d.Pseudonymizer, producer: d.Producer, log: d.Log,
-		metrics: m, auditTimeout: d.AuditTimeout, now: d.Now,
+		metrics: m, auditTimeout: d.AuditTimeout, now: d.Now, selections: d.Selections,
 	}, nil
 }
 
@@ -161,17 +169,36 @@ func (a *API) handle(endpoint string, h func(http.ResponseWriter, *http.Request,
 // scope is what a principal may see.
 type scope struct {
 	all        bool   // every organisation (operator)
-	org        string // else only this organisation's events
+	org        string // else this organisation's events ("" if none: a supplier's administrator without a log role)
 	cpr        bool   // may search by a person's CPR
 	pseudonyms bool   // may see recipients' pseudonyms
+	// systems: a supplier's administrator also sees the events received by
+	// these recipient systems (the selections of its standard systems).
+	systems []string
 }
 
-func scopeOf(p *auth.Principal) scope {
-	s := scope{all: p.Has(auth.RoleOperator), org: p.Org, cpr: p.Has(auth.RoleLogSearches)}
+func (a *API) scopeOf(p *auth.Principal) scope {
+	s := scope{all: p.Has(auth.RoleOperator), cpr: p.Has(auth.RoleLogSearches)}
+	if p.Has(auth.RoleLogMessages) || p.Has(auth.RoleLogSearches) {
+		s.org = p.Org
+	}
+	if !s.all && p.Has(auth.RoleSupplier) && a.selections != nil {
+		s.systems = a.selections.SupplierSelections(p.Org)
+	}
 	// A pseudonym links a person's messages to each other; only the role
 	// that may search by person sees it. Others see "CPR" and no id.
 	s.pseudonyms = s.cpr
 	return s
+}
+
+// restrict puts the scope on f: nothing for operators; else the
+// organisation's events in direction dir, or a supplier's selections'
+// received events, or both.
+func (s scope) restrict(f *eventFilter, dir string) {
+	if s.all {
+		return
+	}
+	f.scoped, f.scopeOrg, f.scopeDir, f.scopeSystems = true, s.org, dir, s.systems
 }
 
 // EventPage is one page of a search, in the NgDP paging shape.
@@ -261,13 +288,12 @@ func (a *API) searchEvents(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err != nil {
 		return err
 	}
-	sc := scopeOf(p)
+	sc := a.scopeOf(p)
 	f := &eventFilter{from: eq.from, to: eq.to, system: eq.system, tags: eq.tags, messageUUID: eq.messageUUID}
 	if sc.all {
 		f.partyDir = eq.direction
-	} else {
-		f.scopeOrg, f.scopeDir = sc.org, eq.direction
 	}
+	sc.restrict(f, eq.direction)
 	s := search{tag: events.EventLogSearches, path: r.URL.Path}
 	cprText := ""
 	switch eq.party.kind {
@@ -359,10 +385,8 @@ func (a *API) statistics(w http.ResponseWriter, r *http.Request, p *auth.Princip
 	if err != nil {
 		return err
 	}
-	sc := scopeOf(p)
-	org := ""
+	sc := a.scopeOf(p)
 	if !sc.all {
-		org = sc.org
 		for _, f := range sq.filters {
 			if f.param == "senderOrganisation" && (len(f.values) != 1 || f.values[0] != sc.org) {
 				return errorf(CodeOrgForbidden, "senderOrganisation: only operators may read another organisation's statistics")
@@ -372,7 +396,7 @@ func (a *API) statistics(w http.ResponseWriter, r *http.Request, p *auth.Princip
 	if err := a.audit(r.Context(), p, search{tag: events.StatisticsRead, path: r.URL.Path, params: sq.canonical()}); err != nil {
 		return err
 	}
-	rows, err := a.store.stats(r.Context(), sq, org)
+	rows, err := a.store.stats(r.Context(), sq, sc)
 	if err != nil {
 		return err
 	}

@@ -185,6 +185,12 @@ var testPrincipals = map[string]auth.Principal{
 	"operator": {ID: "op-1", Org: orgX, Roles: []auth.Role{auth.RoleOperator}},
 	"opSearch": {ID: "op-2", Org: orgX, Roles: []auth.Role{auth.RoleOperator, auth.RoleLogSearches}},
 	"admin":    {ID: "sys-admin-a", Org: orgA, Roles: []auth.Role{auth.RoleSystemAdmin, auth.RoleRightsAdmin}},
+	// Suppliers of standard systems (supplier_test.go): S's is selected by
+	// A's rsA, T's by B's rsB, U's by nobody.
+	"supS":    {ID: "sup-s", Org: orgS, Roles: []auth.Role{auth.RoleSupplier}},
+	"supT":    {ID: "sup-t", Org: orgT, Roles: []auth.Role{auth.RoleSupplier}},
+	"supU":    {ID: "sup-u", Org: orgU, Roles: []auth.Role{auth.RoleSupplier}},
+	"supSlog": {ID: "sup-s-log", Org: orgS, Roles: []auth.Role{auth.RoleSupplier, auth.RoleLogMessages}},
 }
 
 type fixture struct {

@@ -98,7 +98,7 @@ func (a *API) proof(w http.ResponseWriter, r *http.Request, p *auth.Principal) e
 	if err != nil {
 		return err
 	}
-	sc := scopeOf(p)
+	sc := a.scopeOf(p)
 	params := url.Values{"messageUUID": {uuid}, "format": {format}}
 	if err := a.audit(r.Context(), p, search{tag: events.EventLogSearches, path: "/apis/v1/events/proof", params: params}); err != nil {
 		return err
@@ -111,9 +111,7 @@ func (a *API) proof(w http.ResponseWriter, r *http.Request, p *auth.Principal) e
 		return errorf(CodeNotFound, "no events of messageUUID %s", uuid)
 	}
 	f := &eventFilter{messageUUID: uuid, loc: loc}
-	if !sc.all {
-		f.scopeOrg, f.scopeDir = sc.org, directionAll
-	}
+	sc.restrict(f, directionAll)
 	rows, _, err := a.store.events(r.Context(), f, []sortKey{{field: "eventTime"}}, 0, maxTrail, false)
 	if err != nil {
 		return err

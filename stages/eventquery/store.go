@@ -135,16 +135,51 @@ func (s *store) locate(ctx context.Context, messageUUID string) (*location, erro
 
 // eventFilter is what an events query selects.
 type eventFilter struct {
-	from, to    time.Time // [from, to); zero means unbounded
-	system      string    // sender or recipient system
-	party       string    // an organisation as sender or recipient
-	partyDir    string    // direction for party (operators)
-	pseudonyms  []string  // a person as recipient, under every key
-	tags        []string
-	messageUUID string
-	loc         *location // where messageUUID's rows are
-	scopeOrg    string    // the caller's organisation; "" for operators
-	scopeDir    string    // direction for scopeOrg
+	from, to     time.Time // [from, to); zero means unbounded
+	system       string    // sender or recipient system
+	party        string    // an organisation as sender or recipient
+	partyDir     string    // direction for party (operators)
+	pseudonyms   []string  // a person as recipient, under every key
+	tags         []string
+	messageUUID  string
+	loc          *location // where messageUUID's rows are
+	scoped       bool      // false for operators: no restriction
+	scopeOrg     string    // the caller's organisation ("" if it sees none)
+	scopeDir     string    // direction for scopeOrg
+	scopeSystems []string  // a supplier's selections: their received events
+}
+
+// scopeCond is what a scoped caller may see: its organisation's events
+// (by direction) or the events received by its selections, or both; with
+// neither, nothing ("0": a supplier nobody selected).
+func scopeCond(c *cond, org, dir string, systems []string) {
+	var parts []string
+	var args []any
+	if org != "" {
+		sub := &cond{}
+		orgCond(sub, org, dir)
+		parts, args = append(parts, sub.String()), append(args, sub.args...)
+	}
+	// A selection's traffic is what it received; "sent" has none of it.
+	if len(systems) > 0 && dir != directionSent {
+		sub := &cond{}
+		sub.in("recipient_system", systems)
+		parts, args = append(parts, sub.String()), append(args, sub.args...)
+	}
+	anyOf(c, parts, args)
+}
+
+// anyOf adds the disjunction of parts (with their binds in order); none
+// is false.
+func anyOf(c *cond, parts []string, args []any) {
+	switch len(parts) {
+	case 0:
+		c.add("0")
+	case 1:
+		c.add(parts[0], args...)
+	default:
+		c.add("("+strings.Join(parts, " OR ")+")", args...)
+	}
 }
 
 // orgCond is "the organisation sent it, received it, or either", by
@@ -183,8 +218,8 @@ func (f *eventFilter) cond() *cond {
 	if f.messageUUID != "" {
 		c.add("message_uuid = ?", f.messageUUID)
 	}
-	if f.scopeOrg != "" {
-		orgCond(c, f.scopeOrg, f.scopeDir)
+	if f.scoped {
+		scopeCond(c, f.scopeOrg, f.scopeDir, f.scopeSystems)
 	}
 	if f.party != "" {
 		orgCond(c, f.party, f.partyDir)
@@ -289,11 +324,23 @@ type statsRow struct {
 // with the same key are summed only when parts merge, so it is always read
 // with GROUP BY and sum(), never row by row or with count() (which with
 // FINAL returns 0 on 18.16).
-func (s *store) stats(ctx context.Context, sq *statsQuery, org string) ([]statsRow, error) {
+func (s *store) stats(ctx context.Context, sq *statsQuery, sc scope) ([]statsRow, error) {
 	c := &cond{}
 	c.add("day >= toDate(?) AND day <= toDate(?)", sq.from.Format(time.DateOnly), sq.to.Format(time.DateOnly))
-	if org != "" {
-		c.add("sender_org = ?", org)
+	if !sc.all {
+		// An organisation's statistics are of what it sent (the summing
+		// view's key); a supplier's of what its selections received.
+		var parts []string
+		var args []any
+		if sc.org != "" {
+			parts, args = append(parts, "sender_org = ?"), append(args, sc.org)
+		}
+		if len(sc.systems) > 0 {
+			sub := &cond{}
+			sub.in("recipient_system", sc.systems)
+			parts, args = append(parts, sub.String()), append(args, sub.args...)
+		}
+		anyOf(c, parts, args)
 	}
 	for _, f := range sq.filters {
 		c.in(statsFilters[f.param], f.values)
