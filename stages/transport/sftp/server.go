@@ -33,6 +33,7 @@ type Server struct {
 	total    int
 	accepted int
 	fault    Fault
+	onAccept func(uuid string)
 	conns    map[net.Conn]struct{}
 	closed   bool
 	wg       sync.WaitGroup
@@ -160,6 +161,15 @@ func (s *Server) DropConnections() {
 	for c := range s.conns {
 		_ = c.Close()
 	}
+}
+
+// OnAccept calls fn with the messageUUID of every MeMo file renamed into
+// the inbox, as it arrives (a benchmark's arrival point); nil removes it.
+// fn must be quick and safe for concurrent use.
+func (s *Server) OnAccept(fn func(uuid string)) {
+	s.mu.Lock()
+	s.onAccept = fn
+	s.mu.Unlock()
 }
 
 // SetFault installs (or with nil removes) a fault injector.
@@ -328,10 +338,15 @@ func (h *handler) Filecmd(r *pkgsftp.Request) error {
 			return err
 		}
 		if dir, name := path.Split(path.Clean("/" + r.Target)); path.Clean(dir) == h.s.cfg.Inbox && strings.HasSuffix(name, ".xml") {
+			uuid := strings.TrimSuffix(name, ".xml")
 			h.s.mu.Lock()
-			h.s.counts[strings.TrimSuffix(name, ".xml")]++
+			h.s.counts[uuid]++
 			h.s.total++
+			fn := h.s.onAccept
 			h.s.mu.Unlock()
+			if fn != nil {
+				fn(uuid)
+			}
 		}
 		return nil
 	case "Remove":

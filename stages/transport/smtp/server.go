@@ -37,6 +37,7 @@ type Server struct {
 	conns    map[*gosmtp.Conn]struct{}
 	mails    int
 	rejected []error
+	onAccept func(uuid string)
 }
 
 // ServerConfig configures a Server.
@@ -157,6 +158,15 @@ func (s *Server) Mails() int {
 	return s.mails
 }
 
+// OnAccept calls fn with the messageUUID of every mail accepted (opened,
+// decrypted and verified), as it arrives; nil removes it. fn must be
+// quick and safe for concurrent use.
+func (s *Server) OnAccept(fn func(uuid string)) {
+	s.mu.Lock()
+	s.onAccept = fn
+	s.mu.Unlock()
+}
+
 // Rejected lists why messages were refused after DATA (decrypt, verify).
 func (s *Server) Rejected() []error {
 	s.mu.Lock()
@@ -239,7 +249,11 @@ func (x *serverSession) Data(r io.Reader) error {
 	x.s.mu.Lock()
 	x.s.counts[o.UUID]++
 	x.s.memos[o.UUID] = o.Memo
+	fn := x.s.onAccept
 	x.s.mu.Unlock()
+	if fn != nil {
+		fn(o.UUID)
+	}
 	return nil
 }
 
