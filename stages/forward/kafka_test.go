@@ -16,6 +16,8 @@ import (
 	"github.com/memoflow/memoflow/pipeline"
 	"github.com/memoflow/memoflow/schemas/events"
 	"github.com/memoflow/memoflow/schemas/registry"
+	"github.com/memoflow/memoflow/stages/deliver"
+	"github.com/memoflow/memoflow/stages/route"
 )
 
 type rig struct {
@@ -24,10 +26,10 @@ type rig struct {
 	rc      pipeline.RunnerConfig
 }
 
-func newRig(t testing.TB) *rig {
+func newRig(t testing.TB, more ...string) *rig {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, pipeline.TopicForward, pipeline.TopicForwardRetry,
-		pipeline.TopicEvents, pipeline.TopicRouted, pipeline.TopicDLQ, pipeline.TopicBlobsDone))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, append([]string{pipeline.TopicForward, pipeline.TopicForwardRetry,
+		pipeline.TopicEvents, pipeline.TopicRouted, pipeline.TopicDLQ, pipeline.TopicBlobsDone}, more...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,4 +267,80 @@ func TestKafkaCrashNoLossNoDouble(t *testing.T) {
 		t.Fatalf("%d POSTs repeated; exactly the crashed batch's %d must be", repeated, sentBefore)
 	}
 	t.Logf("crashed batch: %d POSTs, all repeated with their key after the restart; %d forwards, each logged once", sentBefore, len(uuids))
+}
+
+// TestKafkaChain runs route, forward and deliver as stages on Kafka:
+// letters to a company that forwards to a trusted third party (same
+// mailbox provider) and to one that forwards to a pickup system. Every
+// letter lands in the mailbox; every copy reaches the third party under
+// its own key; every pickup letter reaches the pickup system; each
+// original is logged forwarded once.
+func TestKafkaChain(t *testing.T) {
+	k := newRig(t, pipeline.TopicReady, pipeline.TopicReceipts, pipeline.TopicOutbox, pipeline.TopicNotify)
+
+	mbox, mboxURL := newReceiver(t)
+	pick, pickURL := newReceiver(t)
+	v := testView(mboxURL, pickURL+"/in")
+	pseudo := testPseudo(t)
+	rt, err := route.New(v, pseudo, route.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := New(DefaultConfig(), v, pseudo, WithSecrets(secrets), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := deliver.NewDeliverer(deliver.DefaultConfig(), &deliver.RegistrySystems{View: v}, pseudo, deliver.WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, x := range []struct {
+		st pipeline.Stage
+		in string
+	}{{rt, pipeline.TopicReady}, {fw, pipeline.TopicForward}, {deliver.NewSink(d), pipeline.TopicRouted}} {
+		r, err := pipeline.NewRunner(x.st, []string{x.in}, k.kc, k.rc, pipeline.WithLogger(quiet()),
+			pipeline.WithMetrics(pipeline.NewMetrics(prometheus.NewRegistry())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = r.Run(ctx) }()
+	}
+
+	var recs []*kgo.Record
+	var secure, pickup []string
+	for i := range 100 {
+		to := compSecure
+		if i%2 == 1 {
+			to = compPickup
+		}
+		u := fmt.Sprintf("0b7b9c1e-3f10-4a36-9d33-%012d", i)
+		e := message(u, to, 800)
+		e.Destination, e.DestinationProtocol, e.WantVersion = "", 0, 0
+		recs = append(recs, &kgo.Record{Topic: pipeline.TopicReady, Key: []byte(u), Value: e.Append(nil)})
+		if to == compSecure {
+			secure = append(secure, u)
+		} else {
+			pickup = append(pickup, u)
+		}
+	}
+	if err := k.client(t).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "letters, copies and pickups", 60*time.Second, func() bool {
+		return mbox.storedCount() == 100+len(secure) && pick.storedCount() == len(pickup)
+	})
+	for _, u := range secure {
+		if _, p, ok := mbox.got(CopyUUID(u, trusted)); !ok || p != "/mbox" {
+			t.Fatalf("copy of %s: %v at %s", u, ok, p)
+		}
+	}
+	for _, u := range append(append([]string{}, secure...), pickup...) {
+		if _, _, ok := mbox.got(u); !ok {
+			t.Fatalf("%s is not in the mailbox", u)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	forwardedOnce(t, k.committedEvents(t), append(secure, pickup...))
 }
