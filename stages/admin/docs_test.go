@@ -48,7 +48,8 @@ func genTables() map[string]string {
 	for _, c := range Codes {
 		fmt.Fprintf(&codes, "| `%s` | %d | %s |\n", c.Code, c.Status, c.Description)
 	}
-	return map[string]string{"endpoints": ep.String(), "groups": cols(GroupColumns), "points": cols(PointColumns), "codes": codes.String()}
+	return map[string]string{"endpoints": ep.String(), "groups": cols(GroupColumns), "points": cols(PointColumns), "codes": codes.String(),
+		"systems": cols(SystemColumns), "forwarding": cols(ForwardingColumns)}
 }
 
 // TestAdminAPIDocs keeps docs/admin-api.md's generated tables equal to the
@@ -61,7 +62,7 @@ func TestAdminAPIDocs(t *testing.T) {
 	}
 	s := string(doc)
 	want := s
-	for _, name := range []string{"endpoints", "groups", "points", "codes"} {
+	for _, name := range []string{"endpoints", "groups", "points", "codes", "systems", "forwarding"} {
 		begin, end := "<!-- "+name+":begin", "<!-- "+name+":end -->"
 		i, j := strings.Index(want, begin), strings.Index(want, end)
 		if i < 0 || j < i {

@@ -68,7 +68,7 @@ type SystemJSON struct {
 	ID              string       `json:"id"`
 	Organisation    string       `json:"organisation,omitempty"`
 	Name            string       `json:"name"`
-	Kind            string       `json:"kind"`               // recipient, standard, mailbox, sms, print
+	Kind            string       `json:"kind,omitempty"`     // recipient, standard, mailbox, sms, print (always in answers)
 	Role            string       `json:"role,omitempty"`     // recipient systems: default, cvr-post, regular
 	Protocol        string       `json:"protocol,omitempty"` // REST_PUSH, REST_PULL, PUBLISH_SUBSCRIBE, SFTP, SMTP; empty for a selection
 	Endpoint        string       `json:"endpoint,omitempty"` // push and publish/subscribe: https URL; sftp://host[:port]; smtp://host[:port]
