@@ -128,6 +128,46 @@ type transports struct {
 	mu    sync.Mutex
 	sftpT map[string]*cachedTarget[sftp.Target]
 	smtpT map[string]*cachedTarget[smtp.Target]
+	// mailed remembers the last mails the SMTP server accepted. SMTP
+	// cannot tell whether it has a mail already, so a sink batch that is
+	// run again (its transaction aborted, or the stage rebalanced) would
+	// mail every message of it a second time; within this process it
+	// does not. After a crash the repeat carries the same Message-ID.
+	mailed recentSet
+}
+
+// recentSet is a bounded set: the oldest key leaves when it is full.
+type recentSet struct {
+	mu   sync.Mutex
+	m    map[string]struct{}
+	ring []string
+	next int
+}
+
+const recentMails = 1 << 16
+
+func (r *recentSet) has(k string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.m[k]
+	return ok
+}
+
+func (r *recentSet) add(k string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m, r.ring = map[string]struct{}{}, make([]string, recentMails)
+	}
+	if _, ok := r.m[k]; ok {
+		return
+	}
+	if old := r.ring[r.next]; old != "" {
+		delete(r.m, old)
+	}
+	r.ring[r.next] = k
+	r.m[k] = struct{}{}
+	r.next = (r.next + 1) % len(r.ring)
 }
 
 type cachedTarget[T any] struct {
@@ -243,7 +283,13 @@ func (x *transports) deliver(ctx context.Context, target any, uuid string, body 
 	case *sftp.Target:
 		err = x.sftp.Deliver(ctx, t, uuid, body)
 	case *smtp.Target:
-		err = x.smtp.Deliver(ctx, t, uuid, body)
+		key := t.SystemID + "/" + uuid
+		if x.mailed.has(key) {
+			return nil, false
+		}
+		if err = x.smtp.Deliver(ctx, t, uuid, body); err == nil {
+			x.mailed.add(key)
+		}
 	default:
 		return attemptErr(CodeWrongProtocol, "no transport for %T", target), true
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -66,12 +67,13 @@ type transportRig struct {
 	sftpCl  *sftp.Client
 	smtpCl  *smtp.Client
 	smtpCfg smtp.ServerConfig
+	cfg     Config // the deliverers' configuration (testConfig)
 }
 
 func newTransportRig(t testing.TB, smtpReply func(stage, uuid string) *gosmtp.SMTPError) *transportRig {
 	t.Helper()
 	testIDs(t)
-	r := &transportRig{}
+	r := &transportRig{cfg: testConfig()}
 	var err error
 	if r.sftpSrv, err = sftp.NewServer(sftp.ServerConfig{Root: t.TempDir(), AuthorizedKeys: []ssh.PublicKey{ids.sshSigner.PublicKey()}}); err != nil {
 		t.Fatal(err)
@@ -108,7 +110,7 @@ func (r *transportRig) smtpSystem(id string) System {
 
 func (r *transportRig) deliverer(t testing.TB, systems Systems, opts ...Option) *Deliverer {
 	t.Helper()
-	d, err := NewDeliverer(testConfig(), systems, testPseudo(t),
+	d, err := NewDeliverer(r.cfg, systems, testPseudo(t),
 		append([]Option{WithLogger(quiet()), WithSFTPClient(r.sftpCl), WithSMTPClient(r.smtpCl)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -456,5 +458,81 @@ func writeReceiptFile(t testing.TB, srv *sftp.Server, name, body string) {
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTransportsThroughStage: the real stage on kfake (transactional sink
+// over memo.routed, retry consumer over the delay topics). SMTP messages
+// arrive at once; the SFTP server's disk is full, so its messages go to
+// memo.retry.1m and arrive when the clock reaches their retry, after the
+// disk is freed. Every message ends with one COMPLETED receipt.
+func TestTransportsThroughStage(t *testing.T) {
+	cfg := testConfig()
+	cfg.Schedule = []time.Duration{time.Minute, 2 * time.Minute}
+	k := newRig(t, cfg)
+	r := newTransportRig(t, nil)
+	r.cfg = cfg
+	var full atomic.Bool
+	full.Store(true)
+	r.sftpSrv.SetFault(func(op, _ string) error {
+		if op == "write" && full.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	clk := newClock(t0)
+	d := r.deliverer(t, NewStaticSystems(r.sftpSystem("f"), r.smtpSystem("m")), WithClock(clk.now))
+	var recs []*kgo.Record
+	for i := range 40 {
+		recs = append(recs, envRecord(pipeline.TopicRouted, testEnv(i, []string{"f", "m"}[i%2])))
+	}
+	if err := k.client(t).ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	stop := k.start(t, d)
+	defer stop()
+	waitFor(t, "the SMTP messages", 20*time.Second, func() bool { return r.smtpSrv.Total() == 20 })
+	if n := r.sftpSrv.Total(); n != 0 {
+		t.Fatalf("%d SFTP messages arrived on a full disk", n)
+	}
+	full.Store(false)
+	clk.add(time.Minute + time.Second)
+	waitFor(t, "the SFTP messages after their retry", 20*time.Second, func() bool { return r.sftpSrv.Total() == 20 })
+	cons := k.client(t, kgo.ConsumeTopics(pipeline.TopicReceipts), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	done := map[string]bool{}
+	waitFor(t, "40 COMPLETED receipts", 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		cons.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			var rc records.Receipt
+			if records.DecodeReceipt(rec.Value, &rc) == nil && rc.ReceiptStatus == records.StatusCompleted {
+				done[rc.MessageUUID] = true
+			}
+		})
+		return len(done) == 40
+	})
+	for i := range 40 {
+		u := testEnv(i, "").MessageUUID
+		if n := r.sftpSrv.Count(u) + r.smtpSrv.Count(u); n != 1 {
+			t.Fatalf("%s arrived %d times", u, n)
+		}
+	}
+}
+
+// TestSMTPBatchRepeat: a batch run again in the same process (its
+// transaction aborted) does not mail its messages a second time, and
+// still emits their success.
+func TestSMTPBatchRepeat(t *testing.T) {
+	r := newTransportRig(t, nil)
+	d := r.deliverer(t, NewStaticSystems(r.smtpSystem("m")))
+	env := testEnv(1, "m")
+	for range 2 {
+		if rc := oneReceipt(t, attempt(t, d, env)); rc.ReceiptStatus != records.StatusCompleted {
+			t.Fatalf("receipt %+v", rc)
+		}
+	}
+	if n := r.smtpSrv.Count(env.MessageUUID); n != 1 {
+		t.Fatalf("mailed %d times", n)
 	}
 }
