@@ -25,6 +25,12 @@ type RegistryConfig struct {
 	// system's endpoint becomes SimURL/push/<id> (credentials dropped: the
 	// simulator takes no secret).
 	SimURL string
+	// SimURLs, when set, are several base URLs of the same simulator
+	// (one listener each): push systems take them in turn, so each system
+	// of a small registry has its own host:port, as real systems do. HTTP
+	// clients keep idle connections per host:port (deliver: as many as a
+	// system's pushes in flight), so systems sharing one would redial.
+	SimURLs []string
 	// AllPush makes every system a push system on the simulator (the
 	// generator's pull systems too), so every routable message is seen by
 	// the simulator: the bench's arrival point.
@@ -75,10 +81,13 @@ func (r *Recipients) Key() string {
 // BuildRegistry generates the registry's changes (endpoints rewritten as
 // c says) and its recipients, without writing them anywhere.
 func BuildRegistry(c RegistryConfig) ([]registry.Change, *Recipients, error) {
-	if c.SimURL == "" {
+	sims := c.SimURLs
+	if len(sims) == 0 && c.SimURL != "" {
+		sims = []string{c.SimURL}
+	}
+	if len(sims) == 0 {
 		return nil, nil, errors.New("bench registry: SimURL is empty; give the recipient simulator's base URL")
 	}
-	sim := strings.TrimRight(c.SimURL, "/")
 	var changes []registry.Change
 	rc := &Recipients{}
 	var mailboxes []string
@@ -98,6 +107,7 @@ func BuildRegistry(c RegistryConfig) ([]registry.Change, *Recipients, error) {
 				e.Protocol = registry.RestPush
 			}
 			if e.Protocol == registry.RestPush {
+				sim := strings.TrimRight(sims[len(rc.Systems)%len(sims)], "/")
 				e.Endpoint, e.Credentials = sim+recipientsim.PushPath(e.ID), ""
 				rc.Systems = append(rc.Systems, e.ID)
 			}
@@ -159,9 +169,9 @@ func SeedRegistry(ctx context.Context, opts []kgo.Opt, c RegistryConfig) (*Recip
 // runs: 20,000 citizens, 2,000 companies, 20 mailbox providers with the
 // recipients spread evenly, the SMS and print providers, every system a
 // push system on the simulator (22 systems plus the companies' own).
-func DefaultBenchRegistry(simURL string) RegistryConfig {
+func DefaultBenchRegistry(simURLs ...string) RegistryConfig {
 	return RegistryConfig{
-		Gen:    registry.GenConfig{Seed: 1, Citizens: 20000, Companies: 2000, MailboxProviders: 20},
-		SimURL: simURL, AllPush: true, SpreadMailboxes: true,
+		Gen:     registry.GenConfig{Seed: 1, Citizens: 20000, Companies: 2000, MailboxProviders: 20},
+		SimURLs: simURLs, AllPush: true, SpreadMailboxes: true,
 	}
 }

@@ -120,17 +120,19 @@ func toU(m map[string]int64) map[string]uint64 {
 // TestBuildRegistry: every system pushes to the simulator, recipients are
 // registered ones only, and spread mailboxes carry equal shares.
 func TestBuildRegistry(t *testing.T) {
-	c := DefaultBenchRegistry("http://sim.test/")
+	c := DefaultBenchRegistry("http://sim.test/", "http://sim2.test")
 	c.Gen.Citizens, c.Gen.Companies = 2000, 200
 	changes, rc, err := BuildRegistry(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	perMailbox := map[string]int{}
+	perMailbox, perSim := map[string]int{}, map[string]int{}
 	for _, ch := range changes {
 		switch e := ch.Entity.(type) {
 		case *registry.System:
-			if e.Protocol != registry.RestPush || e.Endpoint != "http://sim.test/push/"+e.ID || e.Credentials != "" {
+			perSim[e.Endpoint[:len("http://sim.test")]]++
+			if e.Protocol != registry.RestPush || e.Credentials != "" ||
+				e.Endpoint != "http://sim.test/push/"+e.ID && e.Endpoint != "http://sim2.test/push/"+e.ID {
 				t.Fatalf("system %s: %v %q %q", e.ID, e.Protocol, e.Endpoint, e.Credentials)
 			}
 		case *registry.Citizen:
@@ -138,6 +140,9 @@ func TestBuildRegistry(t *testing.T) {
 				perMailbox[e.Mailbox]++
 			}
 		}
+	}
+	if len(perSim) != 2 || perSim["http://sim.test"]-perSim["http://sim2.tes"] > 1 {
+		t.Fatalf("systems per simulator listener %v: not taken in turn", perSim)
 	}
 	if len(rc.Mailboxes) != 20 || len(perMailbox) != 20 {
 		t.Fatalf("mailboxes %v, used %d", rc.Mailboxes, len(perMailbox))
@@ -153,7 +158,7 @@ func TestBuildRegistry(t *testing.T) {
 	if rc.Key() == (&Recipients{Citizens: rc.Citizens[1:]}).Key() {
 		t.Fatal("key ignores the recipients")
 	}
-	if _, _, err := BuildRegistry(RegistryConfig{Gen: c.Gen}); err == nil {
+	if _, _, err := BuildRegistry(RegistryConfig{Gen: c.Gen, SpreadMailboxes: true}); err == nil {
 		t.Fatal("no simulator URL accepted")
 	}
 }

@@ -288,7 +288,7 @@ func startBenchPipeline(ctx context.Context, cmd *cobra.Command, cfg *Config, b 
 			return fail(err)
 		}
 		cleanups = append(cleanups, sim.close)
-		if recipients, err = seedBenchRegistry(ctx, a, sim.url); err != nil {
+		if recipients, err = seedBenchRegistry(ctx, a, sim.urls); err != nil {
 			return fail(err)
 		}
 	}

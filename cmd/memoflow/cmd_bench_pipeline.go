@@ -27,47 +27,60 @@ const benchExternalStages = "ingest,validate,eventlog,receipts"
 // moves it to the value date instead of waiting for midnight.
 var benchScheduleClocks sync.Map // *app → schedule.Clock
 
-// benchSim is the in-process recipient simulator of a whole-pipeline run.
+// benchSim is the in-process recipient simulator of a whole-pipeline run,
+// served on benchSimListeners local ports: the registry's push systems
+// take them in turn, so (as in production) systems do not share a
+// host:port and deliver's per-host idle connections are per system.
 type benchSim struct {
-	sim *recipientsim.Sim
-	url string
-	srv *http.Server
+	sim  *recipientsim.Sim
+	urls []string
+	srvs []*http.Server
 }
 
-// startBenchSim serves a recipient simulator on a free local port.
+const benchSimListeners = 32
+
+// startBenchSim serves a recipient simulator on free local ports.
 func startBenchSim() (*benchSim, error) {
 	sim, err := recipientsim.New(recipientsim.Config{})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bench: recipient simulator: %w", err)
+	b := &benchSim{sim: sim}
+	for range benchSimListeners {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("bench: recipient simulator: %w", err)
+		}
+		srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		b.srvs = append(b.srvs, srv)
+		b.urls = append(b.urls, "http://"+ln.Addr().String())
 	}
-	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return &benchSim{sim: sim, url: "http://" + ln.Addr().String(), srv: srv}, nil
+	return b, nil
 }
 
 func (b *benchSim) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = b.srv.Shutdown(ctx)
+	for _, s := range b.srvs {
+		_ = s.Shutdown(ctx)
+	}
 }
 
 // seedBenchRegistry writes the bench registry (every system a push
 // system on the simulator) before the routing stage reads it.
-func seedBenchRegistry(ctx context.Context, a *app, simURL string) (*bench.Recipients, error) {
+func seedBenchRegistry(ctx context.Context, a *app, simURLs []string) (*bench.Recipients, error) {
 	opts, err := a.cfg.Kafka.ClientOpts()
 	if err != nil {
 		return nil, usageErr(err)
 	}
-	rc, err := bench.SeedRegistry(ctx, opts, bench.DefaultBenchRegistry(simURL))
+	rc, err := bench.SeedRegistry(ctx, opts, bench.DefaultBenchRegistry(simURLs...))
 	if err != nil {
 		return nil, err
 	}
 	a.log.Info("bench registry seeded", "citizens", len(rc.Citizens), "companies", len(rc.Companies),
-		"push_systems", len(rc.Systems), "simulator", simURL)
+		"push_systems", len(rc.Systems), "simulator_ports", len(simURLs))
 	return rc, nil
 }
 
