@@ -242,6 +242,16 @@ func (s *Stage) duplicate(r *kgo.Record, q *route.ForwardRequest) bool {
 	return false
 }
 
+// forget drops what duplicate remembered of q.
+func (s *Stage) forget(q *route.ForwardRequest) {
+	if q.Attempt == 0 {
+		return
+	}
+	s.mu.Lock()
+	delete(s.seen, q.Env.MessageUUID+"/"+strconv.Itoa(q.Attempt))
+	s.mu.Unlock()
+}
+
 // refuseOversize applies seed 001's limits before anything else.
 func (s *Stage) refuseOversize(it *item) bool {
 	limit := route.ForwardLimit(it.q.Forward.Kind)
@@ -387,8 +397,10 @@ func (s *Stage) pickup(ctx context.Context, it *item, start time.Time) {
 	target := s.targetName(q)
 	if time.Since(start) > s.cfg.CallBudget {
 		// Not reached in this batch: back to the topic unchanged, in the
-		// same transaction (not an attempt).
+		// same transaction (not an attempt). Its copy at the new offset is
+		// the one to carry out, not a duplicate of this one.
 		it.out = append(it.out, &kgo.Record{Topic: pipeline.TopicForward, Key: it.rec.Key, Value: it.rec.Value, Headers: it.rec.Headers})
+		s.forget(q)
 		s.metrics.outcomes.WithLabelValues("deferred").Inc()
 		return
 	}

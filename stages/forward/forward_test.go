@@ -295,7 +295,12 @@ func TestCallBudget(t *testing.T) {
 	var recs []*kgo.Record
 	for i := range 10 {
 		e := message(fmt.Sprintf("0b7b9c1e-3f0e-4a36-9d33-1c7a0e5e03%02d", i), compPickup, 100)
-		recs = append(recs, request(e, registry.Forwarding{Kind: registry.ForwardPickup, To: base}))
+		r := request(e, registry.Forwarding{Kind: registry.ForwardPickup, To: base})
+		if i%2 == 1 { // a retried forward, as the timer moved it back
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: route.HeaderForwardAttempt, Value: []byte("1")})
+		}
+		r.Offset = int64(i)
+		recs = append(recs, r)
 	}
 	o, _ := write(t, s, recs...)
 	fwd := 0
@@ -307,8 +312,26 @@ func TestCallBudget(t *testing.T) {
 	if fwd+len(o.again) != 10 || len(o.again) == 0 || fwd == 0 || len(o.retries) != 0 {
 		t.Fatalf("forwarded %d, back to the topic %d, retries %d", fwd, len(o.again), len(o.retries))
 	}
-	if !bytes.Equal(o.again[0].Value, recs[10-len(o.again)].Value) || header(o.again[0], route.HeaderForwardAttempt) != "" {
+	first := recs[10-len(o.again)]
+	if !bytes.Equal(o.again[0].Value, first.Value) || header(o.again[0], route.HeaderForwardAttempt) != header(first, route.HeaderForwardAttempt) {
 		t.Error("a deferred record was changed")
+	}
+	// The deferred records come back at new offsets and are carried out,
+	// retried ones too (they are not the timer's duplicates).
+	rv.status = nil
+	for i, r := range o.again {
+		r.Offset = int64(100 + i)
+	}
+	s.cfg.CallBudget = time.Minute
+	o2, _ := write(t, s, o.again...)
+	n := 0
+	for _, e := range o2.events {
+		if e.Tag == events.MessageForwardedToTrusted {
+			n++
+		}
+	}
+	if n != len(o.again) {
+		t.Fatalf("%d of %d deferred forwards carried out: %v", n, len(o.again), o2.tags())
 	}
 }
 
