@@ -536,3 +536,33 @@ func TestSMTPBatchRepeat(t *testing.T) {
 		t.Fatalf("mailed %d times", n)
 	}
 }
+
+// TestRegistrySystemsReferences: an SMTP system's certificate given as a
+// file: reference is resolved for delivery, and a selection whose
+// standard system is gone (a replayed old log; the Writer refuses it) is
+// not found, so its messages are retried as DELIVER_UNKNOWN_SYSTEM.
+func TestRegistrySystemsReferences(t *testing.T) {
+	r := newTransportRig(t, nil)
+	pemFile := filepath.Join(t.TempDir(), "system.pem")
+	if err := os.WriteFile(pemFile, ids.system.CertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := registry.NewMemView()
+	apply := func(e registry.Entity) { v.Apply(registry.NewChange(e, "test", time.Now())) }
+	apply(&registry.Org{CVR: "22222222", Name: "Kommune", Type: registry.OrgAuthority, Setup: 1})
+	apply(&registry.System{ID: "ref-smtp", Org: "22222222", Name: "x", SysKind: registry.SystemRecipient, Role: registry.RoleRegular,
+		Protocol: registry.SMTP, Endpoint: "smtp://" + r.smtpSrv.Addr(), SMTPAddress: "post@x.example", Certificate: "file:" + pemFile, MemoVersion: 12})
+	apply(&registry.System{ID: "orphan", Org: "22222222", Name: "y", SysKind: registry.SystemRecipient, Role: registry.RoleRegular, Template: "gone"})
+	systems := &RegistrySystems{View: v}
+	if s, ok := systems.System("ref-smtp"); !ok || s.Certificate != strings.TrimSpace(string(ids.system.CertPEM())) {
+		t.Fatalf("certificate reference not resolved: %+v", s)
+	}
+	d := r.deliverer(t, systems)
+	if rc := oneReceipt(t, attempt(t, d, testEnv(1, "ref-smtp"))); rc.ReceiptStatus != records.StatusCompleted {
+		t.Fatalf("ref-smtp: %+v", rc)
+	}
+	out := attempt(t, d, testEnv(2, "orphan"))
+	if code := failCode(t, out); code != CodeUnknownSystem || retryRecords(out) != 1 {
+		t.Fatalf("orphan selection: %s, %d retries", code, retryRecords(out))
+	}
+}
