@@ -47,6 +47,9 @@ type NullResult struct {
 	Seconds    float64 `json:"seconds"`
 	MsgsPerSec float64 `json:"msgs_per_s"`
 	MBPerSec   float64 `json:"mb_per_s"`
+	// CPUSeconds this process used while the records went through (the
+	// hops run here; so does the embedded broker when there is one).
+	CPUSeconds float64 `json:"cpu_seconds"`
 }
 
 // RunNull runs the null pipeline once on fresh topics and deletes them.
@@ -135,6 +138,7 @@ func RunNull(ctx context.Context, o NullOptions) (*NullResult, error) {
 		wg.Wait()
 		return nil, err
 	}
+	cpu0, _, _ := SelfStats{}.Read(ctx)
 	start := time.Now()
 	var perr atomic.Value
 	for i := 0; i < o.Records; i++ {
@@ -166,7 +170,8 @@ func RunNull(ctx context.Context, o NullOptions) (*NullResult, error) {
 		return nil, err
 	}
 	secs := time.Since(start).Seconds()
-	return &NullResult{Records: o.Records, Hops: stagesN, Seconds: secs,
+	cpu1, _, _ := SelfStats{}.Read(ctx)
+	return &NullResult{Records: o.Records, Hops: stagesN, Seconds: secs, CPUSeconds: cpu1 - cpu0,
 		MsgsPerSec: float64(o.Records) / secs, MBPerSec: float64(total) / secs / 1e6}, nil
 }
 

@@ -33,6 +33,13 @@ type Report struct {
 	MsgsPerSec     float64 `json:"msgs_per_s"`
 	NullMsgsPerSec float64 `json:"null_msgs_per_s"`
 	Ratio          float64 `json:"ratio"`
+	// CPURatio is the null pipeline's CPU per message over the run's (in
+	// process, where both are this process's): the ratio with the noise
+	// of a shared machine's CPU taken out, since a starved run is slow in
+	// wall time but not in CPU per message.
+	CPURatio        float64 `json:"cpu_ratio,omitempty"`
+	CPUPerMsgMs     float64 `json:"cpu_ms_per_msg"`
+	NullCPUPerMsgMs float64 `json:"null_cpu_ms_per_msg,omitempty"`
 	P50ms          float64 `json:"p50_ms"`
 	P95ms          float64 `json:"p95_ms"`
 	P99ms          float64 `json:"p99_ms"`
@@ -230,6 +237,13 @@ func (r *Report) finish(in finishInput) {
 	r.P50ms, r.P95ms, r.P99ms, r.MaxMs = r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max
 	r.Histogram = LogHistogram(in.lat, 10)
 	r.CPUSeconds = in.cpu
+	if r.Accepted > 0 {
+		r.CPUPerMsgMs = 1000 * in.cpu / float64(r.Accepted)
+	}
+	if in.inProcess && r.Null != nil && r.Null.Records > 0 && r.Null.CPUSeconds > 0 && r.CPUPerMsgMs > 0 {
+		r.NullCPUPerMsgMs = 1000 * r.Null.CPUSeconds / float64(r.Null.Records)
+		r.CPURatio = r.NullCPUPerMsgMs / r.CPUPerMsgMs
+	}
 	if in.inProcess {
 		r.CPUScope = "this process: stages, embedded broker (unless --kafka-brokers) and the bench's senders"
 		r.MaxRSSMB = in.maxRSS
@@ -354,6 +368,9 @@ func (r *Report) Summary(w io.Writer) {
 			shape = fmt.Sprintf(" (%d hop(s), %d records)", r.Null.Hops, r.Null.Records)
 		}
 		fmt.Fprintf(w, "  %-22s %.0f msgs/s%s: ratio %.2f (target >= 0.5)\n", "null pipeline", r.NullMsgsPerSec, shape, r.Ratio)
+		if r.CPURatio > 0 {
+			fmt.Fprintf(w, "  %-22s %.3f ms per message, the run %.3f: CPU ratio %.2f\n", "null pipeline CPU", r.NullCPUPerMsgMs, r.CPUPerMsgMs, r.CPURatio)
+		}
 	}
 	fmt.Fprintf(w, "  %-22s p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d messages)\n", "latency", r.P50ms, r.P95ms, r.P99ms, r.MaxMs, r.Latency.Count)
 	for _, s := range r.Stages {
