@@ -59,6 +59,9 @@ type ServerConfig struct {
 	Now func() time.Time
 	// MaxMessageBytes is advertised as SIZE; default 256 MiB.
 	MaxMessageBytes int64
+	// DiscardMemos keeps no MeMo bytes (Memo returns nil): benchmarks
+	// and long simulator runs, whose memory would grow with every mail.
+	DiscardMemos bool
 }
 
 // NewServer starts a Server.
@@ -248,7 +251,9 @@ func (x *serverSession) Data(r io.Reader) error {
 	}
 	x.s.mu.Lock()
 	x.s.counts[o.UUID]++
-	x.s.memos[o.UUID] = o.Memo
+	if !x.s.cfg.DiscardMemos {
+		x.s.memos[o.UUID] = o.Memo
+	}
 	fn := x.s.onAccept
 	x.s.mu.Unlock()
 	if fn != nil {
