@@ -165,7 +165,7 @@ func StartSMTP(keys *TransportKeys, addr string, extraTrusted ...*x509.Certifica
 	for _, c := range extraTrusted {
 		pool.AddCert(c)
 	}
-	srv, err := smtp.NewServer(smtp.ServerConfig{Addr: addr, Recipient: keys.System, Trusted: pool, DiscardMemos: discard})
+	srv, err := smtp.NewServer(smtp.ServerConfig{Addr: addr, Recipient: keys.System, Trusted: pool, DiscardMemos: true})
 	if err != nil {
 		return nil, err
 	}
