@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/memoflow/memoflow/internal/auth"
 	"github.com/memoflow/memoflow/pipeline"
@@ -214,5 +216,55 @@ func TestSFTPReceiptsTwoReplicas(t *testing.T) {
 				t.Fatalf("%s: the copies would get different receipt ids: %+v", uuid, rcs)
 			}
 		}
+	}
+}
+
+type foldersFunc func() []ReceiptFolder
+
+func (f foldersFunc) ReceiptFolders() []ReceiptFolder { return f() }
+
+// TestReceiptPollerFollowsRegistry: loops start for new folders, stop
+// for removed ones, restart when an entry's host key changes, and an
+// unusable entry is not polled.
+func TestReceiptPollerFollowsRegistry(t *testing.T) {
+	tr := newTransportRig(t, nil)
+	api := NewPullAPI(nil, auth.NewMemStore(), nil, testPseudo(t), nil, nil, WithLogger(quiet()))
+	var mu sync.Mutex
+	list := []ReceiptFolder{}
+	set := func(fs ...ReceiptFolder) { mu.Lock(); list = fs; mu.Unlock() }
+	p, err := NewReceiptPoller(api, tr.sftpCl, foldersFunc(func() []ReceiptFolder {
+		mu.Lock()
+		defer mu.Unlock()
+		return list
+	}), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); p.stopAll() }()
+	a, b := tr.sftpSystem("a"), tr.sftpSystem("b")
+	bad := tr.sftpSystem("bad")
+	bad.Endpoint = "ftp://nowhere"
+	set(ReceiptFolder{System: a, Owners: []string{"a"}}, ReceiptFolder{System: b, Owners: []string{"b"}}, ReceiptFolder{System: bad, Owners: []string{"bad"}})
+	p.Reconcile(ctx)
+	polling := func() string { s := p.Polling(); slices.Sort(s); return strings.Join(s, ",") }
+	if got := polling(); got != "a,b" {
+		t.Fatalf("polling %q, want a,b", got)
+	}
+	first := p.running["a"]
+	a2 := a
+	a2.SSHHostKey = tr.sftpSrv.HostKey() + "\n" + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(ids.sshSigner.PublicKey())))
+	set(ReceiptFolder{System: a2, Owners: []string{"a", "a-selection"}})
+	p.Reconcile(ctx)
+	if got := polling(); got != "a" || p.running["a"] == first {
+		t.Fatalf("after the change: polling %q, restarted %v", got, p.running["a"] != first)
+	}
+	if owners := *p.running["a"].owners.Load(); len(owners) != 2 {
+		t.Fatalf("owners %v", owners)
+	}
+	set()
+	p.Reconcile(ctx)
+	if got := polling(); got != "" {
+		t.Fatalf("polling %q after the folders went", got)
 	}
 }
