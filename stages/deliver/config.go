@@ -46,6 +46,10 @@ type Config struct {
 	// system costs every batch that calls it a whole timeout, so it is
 	// cut off sooner than one that answers errors.
 	BreakerTimeouts int `yaml:"breaker_timeouts"`
+	// SlowThreshold: a system whose pushes take longer than this on
+	// average has its fresh messages moved to the slow lane (slow.go);
+	// 0 turns the slow lane off.
+	SlowThreshold time.Duration `yaml:"slow_threshold"`
 	// RetryPollRecords bounds one poll of the retry consumer.
 	RetryPollRecords int `yaml:"retry_poll_records"`
 	// BatchRecords bounds the records of one sink batch (below the
@@ -96,6 +100,7 @@ func DefaultConfig() Config {
 		BreakerFailures:  5,
 		BreakerCooldown:  30 * time.Second,
 		BreakerTimeouts:  2,
+		SlowThreshold:    2 * time.Second,
 		RetryPollRecords: 1000,
 		BatchRecords:     500,
 		MaxIdle:          time.Second,
@@ -116,6 +121,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.BreakerFailures, "deliver-breaker-failures", d.BreakerFailures, "consecutive failures that open a system's circuit")
 	fs.IntVar(&c.BreakerTimeouts, "deliver-breaker-timeouts", d.BreakerTimeouts, "consecutive timeouts (calls in flight included) that open a system's circuit")
 	fs.DurationVar(&c.BreakerCooldown, "deliver-breaker-cooldown", d.BreakerCooldown, "how long an open circuit stays open before one probe")
+	fs.DurationVar(&c.SlowThreshold, "deliver-slow-threshold", d.SlowThreshold, "a recipient system whose pushes take longer than this on average gets its new messages in the slow lane (memo.retry.slow), so it does not hold up the others' batches (0: off)")
 	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
 	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch; a crash can repeat the pushes of one batch (same idempotency keys)")
 	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
@@ -157,6 +163,8 @@ func (c *Config) Validate() error {
 		return errors.New("deliver.breaker_timeouts: must be at least 1")
 	case c.BreakerCooldown <= 0:
 		return errors.New("deliver.breaker_cooldown: must be positive, e.g. 30s")
+	case c.SlowThreshold < 0:
+		return fmt.Errorf("deliver.slow_threshold: %v is negative; give a duration such as 2s, or 0 to turn the slow lane off", c.SlowThreshold)
 	case c.RetryPollRecords < 1:
 		return errors.New("deliver.retry_poll_records: must be at least 1")
 	case c.BatchRecords < 0:
@@ -198,6 +206,9 @@ const HoldTopic = RetryTopicPrefix + "hold"
 // written and its consumer only ever waits for the head.
 func (c *Config) RetryTopics() []string {
 	out := []string{HoldTopic}
+	if c.SlowThreshold > 0 {
+		out = append(out, SlowTopic) // due at once, like the hold topic's records in the day
+	}
 	for i := range c.Schedule {
 		t := RetryTopicPrefix + durName(c.gap(i))
 		if !slices.Contains(out, t) {

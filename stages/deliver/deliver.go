@@ -173,8 +173,25 @@ func (d *Deliverer) run(ctx context.Context, items []*item) {
 		bySys[k] = append(bySys[k], it)
 	}
 	var wg sync.WaitGroup
+	now := d.now()
 	for _, k := range order {
 		q := bySys[k]
+		if d.cfg.SlowThreshold > 0 && d.gates.get(k).slow(d.cfg.SlowThreshold, now) {
+			// Fresh messages of a slow system: to the slow lane, so
+			// this batch does not wait for it (slow.go). Retries are
+			// already in a delay consumer's batches.
+			var fresh []*item
+			for _, it := range q {
+				if it.retry {
+					fresh = append(fresh, it)
+					continue
+				}
+				d.divert(it, now)
+			}
+			if q = fresh; len(q) == 0 {
+				continue
+			}
+		}
 		var mu sync.Mutex
 		next := 0
 		n := min(d.cfg.PerSystem, len(q))
@@ -301,7 +318,9 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 	}
 	<-d.workers
 	<-g.sem
-	d.metrics.pushSeconds.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	d.metrics.pushSeconds.Observe(took.Seconds())
+	g.observe(took, d.now())
 	if aerr != nil && ctx.Err() != nil {
 		// Stopping: the push's outcome is unknown, so it is not decided;
 		// the batch runs again after a restart with the same key.

@@ -412,3 +412,73 @@ func TestHangingSystemCircuit(t *testing.T) {
 		t.Fatalf("second batch took %v: the hanging system's circuit did not open after two timeouts", second)
 	}
 }
+
+// TestSlowSystemLane: a system that answers slowly, but answers, must not
+// hold up the batches of the others (each batch commits only when its
+// slowest push is back): once its pushes average above the threshold, its
+// fresh messages go to the slow lane without a call, its retries (which
+// are in the slow lane's or the delay topics' batches already) are still
+// pushed, and a system that is fast again leaves the lane.
+func TestSlowSystemLane(t *testing.T) {
+	sim, base := simServer(t, recipientsim.Config{})
+	var ss []System
+	for i := range 5 {
+		ss = append(ss, pushSystem("s"+itoa(i), base))
+	}
+	sim.SetLatency("s0", 600*time.Millisecond)
+	cfg := testConfig()
+	cfg.Timeout = 5 * time.Second
+	cfg.SlowThreshold = 200 * time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cfg.RetryTopics(), SlowTopic) {
+		t.Fatalf("the slow lane is not among the delay topics: %v", cfg.RetryTopics())
+	}
+	d, err := NewDeliverer(cfg, NewStaticSystems(ss...), testPseudo(t), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(off int, retry bool) ([]*item, time.Duration) {
+		var items []*item
+		for i := range 20 { // four messages per system
+			items = append(items, &item{env: *testEnv(off+i, ss[i%5].ID), retry: retry})
+		}
+		start := time.Now()
+		d.run(context.Background(), items)
+		return items, time.Since(start)
+	}
+	if _, took := batch(0, false); took < 600*time.Millisecond {
+		t.Fatalf("first batch took %v; it should have waited for s0", took)
+	}
+	items, took := batch(100, false)
+	if took > 300*time.Millisecond {
+		t.Fatalf("second batch took %v: s0 still holds it up", took)
+	}
+	for _, it := range items {
+		tops := byTopic(it.out)
+		if it.env.Destination == "s0" {
+			if len(tops[SlowTopic]) != 1 || len(it.out) != 1 {
+				t.Fatalf("s0's message: %v, want one record on %s and nothing else", tops, SlowTopic)
+			}
+			var e records.Envelope
+			if err := e.Decode(tops[SlowTopic][0].Value); err != nil || e.MessageUUID != it.env.MessageUUID || e.Attempt != 0 {
+				t.Fatalf("diverted envelope %+v (%v)", e, err)
+			}
+		} else if len(tops[SlowTopic]) != 0 {
+			t.Fatalf("%s was diverted", it.env.Destination)
+		}
+	}
+	// The slow lane itself pushes (retry items are never diverted).
+	if items, _ := batch(200, true); len(byTopic(items[0].out)[SlowTopic]) != 0 {
+		t.Fatal("a slow-lane item was diverted again")
+	}
+	// Fast again: after a few fast pushes in the slow lane, s0 is back.
+	sim.SetLatency("s0", 0)
+	for i := 0; i < 3; i++ {
+		batch(300+100*i, true)
+	}
+	if items, _ := batch(900, false); len(byTopic(items[0].out)[SlowTopic]) != 0 {
+		t.Fatal("s0 stayed in the slow lane after it became fast")
+	}
+}

@@ -22,7 +22,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	m := &metrics{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "memoflow", Subsystem: "deliver", Name: "outcomes_total",
-			Help: "Delivery decisions: delivered, rescheduled, failed (schedule ran out or permanent), outbox (waits for pull).",
+			Help: "Delivery decisions: delivered, rescheduled, failed (schedule ran out or permanent), outbox (waits for pull), diverted (a slow system's message moved to the slow lane).",
 		}, []string{"outcome"}),
 		pushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "memoflow", Subsystem: "deliver", Name: "push_seconds",

@@ -36,6 +36,11 @@ type gate struct {
 	probing     bool      // one call is testing a half-open circuit
 	probeDone   chan struct{}
 	lastSuccess time.Time
+
+	// The slow lane's view of the system (slow.go).
+	meanMs       float64
+	samples      int
+	lastObserved time.Time
 }
 
 // gates holds a gate per system, created on first use. Systems are
