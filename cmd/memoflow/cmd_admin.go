@@ -109,6 +109,8 @@ on memo.registry and in the event log with the token's user as the actor.
   memoflow admin import kontaktstruktur.xlsx --dry-run
   memoflow admin import kontaktstruktur.csv
   memoflow admin export --format csv --out kontaktstruktur.csv
+  memoflow admin export --systems --out systemer.xlsx     (recipient/standard systems, forwarding)
+  memoflow admin import --systems systemer.xlsx
 
 Exit status: 0 done, 1 refused or failed (every row error printed), 2 usage.`,
 	}
@@ -123,6 +125,7 @@ func newAdminImportCmd() *cobra.Command {
 		format  string
 		asJSON  bool
 		maxShow int
+		systems bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import FILE",
@@ -132,7 +135,11 @@ Kontaktgrupper and Kontaktpunkter, or its CSV form) to the admin API. Every row
 is validated first; with any error nothing is imported and every error is
 printed with its sheet, row, column and code. Rows merge with the registry by
 ID; groups and points the file does not mention are kept. See
-docs/admin-api.md for the columns.`,
+docs/admin-api.md for the columns.
+
+With --systems FILE is the systems workbook (sheets Modtagersystemer,
+Standardsystemer, Videresendelse, or its CSV form); the API keys issued for
+new selections of standard systems are printed once.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch format {
@@ -159,7 +166,11 @@ docs/admin-api.md for the columns.`,
 			if format != "" {
 				q.Set("format", format)
 			}
-			b, ae, err := c.do(ctx, http.MethodPost, "/organisations/"+url.PathEscape(c.org)+"/contact-structure/import", q, "application/octet-stream", data)
+			what := "/contact-structure/import"
+			if systems {
+				what = "/systems/import"
+			}
+			b, ae, err := c.do(ctx, http.MethodPost, "/organisations/"+url.PathEscape(c.org)+what, q, "application/octet-stream", data)
 			if err != nil {
 				return err
 			}
@@ -179,6 +190,9 @@ docs/admin-api.md for the columns.`,
 				buf.WriteByte('\n')
 				_, err := out.Write(buf.Bytes())
 				return err
+			}
+			if systems {
+				return printSystemsResult(out, args[0], b)
 			}
 			var res admin.Result
 			if err := json.Unmarshal(b, &res); err != nil {
@@ -203,7 +217,35 @@ docs/admin-api.md for the columns.`,
 	f.StringVar(&format, "format", "", "xlsx or csv (default: from the file's content and name)")
 	f.BoolVar(&asJSON, "json", false, "print the API's JSON (the result, or the error with every row error)")
 	f.IntVar(&maxShow, "max-errors", 200, "print at most this many row errors (all are counted)")
+	f.BoolVar(&systems, "systems", false, "FILE is the systems workbook (recipient and standard systems, forwarding), not the contact structure")
 	return cmd
+}
+
+// printSystemsResult prints a systems import's counts and the API keys it
+// issued (shown here once: the registry keeps only their hashes).
+func printSystemsResult(out io.Writer, file string, b []byte) error {
+	var res admin.SystemsResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("the API's answer is not a systems import result: %v", err)}
+	}
+	verb := "imported"
+	if res.DryRun {
+		verb = "valid (dry run, nothing written)"
+	}
+	fmt.Fprintf(out, "%s %s into organisation %s\n", file, verb, res.Organisation)
+	for _, c := range []struct {
+		what string
+		n    admin.Counts
+	}{{"recipient systems", res.RecipientSystems}, {"standard systems", res.StandardSystems}, {"forwarding", res.Forwarding}} {
+		fmt.Fprintf(out, "  %s: %d rows, %d new, %d changed, %d unchanged\n", c.what, c.n.Rows, c.n.Created, c.n.Updated, c.n.Unchanged)
+	}
+	if !res.DryRun {
+		fmt.Fprintf(out, "  %d registry changes written\n", res.Written)
+	}
+	for _, k := range res.APIKeys {
+		fmt.Fprintf(out, "  API key of %s (selects %s; shown only now, hand it to the supplier): %s\n", k.System.ID, k.System.StandardSystem, k.APIKey)
+	}
+	return nil
 }
 
 // printImportErrors prints one line per row error, as a user fixes them
@@ -222,9 +264,10 @@ func printImportErrors(w io.Writer, e *admin.Error, max int) {
 
 func newAdminExportCmd() *cobra.Command {
 	var (
-		c      adminClient
-		format string
-		out    string
+		c       adminClient
+		format  string
+		out     string
+		systems bool
 	)
 	cmd := &cobra.Command{
 		Use:   "export",
@@ -244,7 +287,11 @@ removes again.`,
 			if err := c.setup(ctx); err != nil {
 				return err
 			}
-			b, ae, err := c.do(ctx, http.MethodGet, "/organisations/"+url.PathEscape(c.org)+"/contact-structure/export", url.Values{"format": {format}}, "", nil)
+			what := "/contact-structure/export"
+			if systems {
+				what = "/systems/export"
+			}
+			b, ae, err := c.do(ctx, http.MethodGet, "/organisations/"+url.PathEscape(c.org)+what, url.Values{"format": {format}}, "", nil)
 			if err != nil {
 				return err
 			}
@@ -280,5 +327,6 @@ removes again.`,
 	f := cmd.Flags()
 	f.StringVar(&format, "format", "xlsx", "xlsx or csv")
 	f.StringVarP(&out, "out", "o", "", "file to write (default: standard output)")
+	f.BoolVar(&systems, "systems", false, "export the systems workbook (recipient and standard systems, forwarding) instead of the contact structure")
 	return cmd
 }

@@ -44,6 +44,8 @@ func adminServer(t *testing.T) (url, token string, view *registry.View) {
 		&registry.System{ID: "esdh", Org: "12345678", Name: "ESDH", SysKind: registry.SystemRecipient, Protocol: registry.RestPull, MemoVersion: 11, Role: registry.RoleDefault},
 		&registry.ContactGroup{ID: "g1", Org: "12345678", Name: "Borgerservice", Visibility: registry.VisibleAll},
 		&registry.ContactPoint{ID: "p1", ParentID: "g1", Org: "12345678", Name: "=Pas", Keywords: []string{"pas"}, Visibility: registry.VisibleAll, System: "esdh"},
+		&registry.Org{CVR: "11223344", Name: "Leverandøren", Type: registry.OrgCompany},
+		&registry.System{ID: "std-esdh", Org: "11223344", Name: "ESDH Standard", SysKind: registry.SystemStandard, Protocol: registry.RestPull, MemoVersion: 12},
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func adminServer(t *testing.T) (url, token string, view *registry.View) {
 	}
 	store := auth.NewMemStore()
 	token = auth.NewToken()
-	store.Put(auth.HashToken(token), &auth.Principal{ID: "ann", Org: "12345678", Roles: []auth.Role{auth.RoleContactAdmin}})
+	store.Put(auth.HashToken(token), &auth.Principal{ID: "ann", Org: "12345678", Roles: []auth.Role{auth.RoleContactAdmin, auth.RoleSystemAdmin}})
 	api, err := admin.NewAPI(admin.Deps{Reader: view, Writer: registry.NewWriter(prod, view), Tokens: store,
 		Log: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
 	if err != nil {
@@ -148,5 +150,38 @@ func TestAdminImportExportCommands(t *testing.T) {
 		if _, _, err := runAdmin(t, args...); exitCode(err) != 2 {
 			t.Errorf("%v: exit %d (%v), want 2", args, exitCode(err), err)
 		}
+	}
+}
+
+// TestAdminSystemsCommands: export --systems and import --systems, with
+// the API key of a new selection of a standard system printed once.
+func TestAdminSystemsCommands(t *testing.T) {
+	url, token, view := adminServer(t)
+	dir := t.TempDir()
+	conn := []string{"--url", url, "--token", token}
+	out := filepath.Join(dir, "systemer.csv")
+	if _, stderr, err := runAdmin(t, append([]string{"export", "--systems", "--format", "csv", "--out", out}, conn...)...); err != nil {
+		t.Fatalf("export: %v %s", err, stderr)
+	}
+	stdout, stderr, err := runAdmin(t, append([]string{"import", "--systems", out}, conn...)...)
+	if err != nil || !strings.Contains(stdout, "recipient systems: 1 rows, 0 new, 0 changed, 1 unchanged") || !strings.Contains(stdout, "0 registry changes written") {
+		t.Fatalf("re-import of the export: %v\n%s%s", err, stdout, stderr)
+	}
+	b, _ := os.ReadFile(out)
+	header, _, _ := strings.Cut(strings.TrimPrefix(string(b), "\xEF\xBB\xBF"), "\n")
+	cols := strings.Split(header, ",")
+	row := make([]string, len(cols))
+	for i, c := range cols {
+		row[i] = map[string]string{"Type": "Modtagersystem", "ID": "sel-1", "Navn": "ESDH via leverandør", "Rolle": "regular", "Standardsystem": "std-esdh"}[c]
+	}
+	sel := filepath.Join(dir, "sel.csv")
+	os.WriteFile(sel, []byte(header+"\n"+strings.Join(row, ",")+"\n"), 0o644)
+	stdout, stderr, err = runAdmin(t, append([]string{"import", "--systems", sel}, conn...)...)
+	if err != nil || !strings.Contains(stdout, "API key of sel-1 (selects std-esdh") {
+		t.Fatalf("selection: %v\n%s%s", err, stdout, stderr)
+	}
+	key := strings.TrimSpace(stdout[strings.LastIndex(stdout, ": ")+2:])
+	if s := view.System("sel-1"); s == nil || s.Credentials != "sha256:"+auth.HashToken(key) {
+		t.Fatalf("selection %+v, printed key %q", s, key)
 	}
 }
