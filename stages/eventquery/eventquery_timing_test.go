@@ -188,7 +188,11 @@ func BenchmarkQueries(b *testing.B) {
 	// A supplier whose standard system authority 29000005 selected for its
 	// three recipient systems (benchSQL's rs-<rn>-<0..2>).
 	testPrincipals["supplier"] = auth.Principal{ID: "sup", Org: orgS, Roles: []auth.Role{auth.RoleSupplier}}
-	b.Cleanup(func() { delete(testPrincipals, "bigOrg"); delete(testPrincipals, "smallOrg"); delete(testPrincipals, "supplier") })
+	b.Cleanup(func() {
+		delete(testPrincipals, "bigOrg")
+		delete(testPrincipals, "smallOrg")
+		delete(testPrincipals, "supplier")
+	})
 	f.serve(b, func(d *Deps) {
 		d.Now = time.Now
 		d.Selections = fakeSelections{orgS: {"rs-5-0", "rs-5-1", "rs-5-2"}}
