@@ -14,10 +14,12 @@ type Selections interface {
 
 // RegistrySelections is Selections over the registry view: the systems
 // whose Template is one of org's standard systems, as the view holds them
-// now. A selection that is deleted, or that its authority moved to
-// another supplier under a new id, is no longer shown to the old supplier
-// (the admin API never gives a selection an id that carried other
-// traffic, so a supplier never sees what came before it was selected).
+// now. A deleted selection is no longer shown to its supplier. The admin
+// API refuses to turn a system with traffic of its own into a selection
+// and to move a selection to another supplier (a new selection gets a new
+// id), so a supplier does not see what came before it was selected; an id
+// deleted and later reused for a selection is the exception (the view
+// keeps no history of ids).
 type RegistrySelections struct {
 	View *registry.View
 }
