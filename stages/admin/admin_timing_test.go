@@ -181,3 +181,63 @@ func BenchmarkSearch10k(b *testing.B) {
 	b.ReportMetric(float64(eachT.Microseconds())/float64(n), "each-µs")
 	b.ReportMetric(searchT.Seconds()/eachT.Seconds(), "search/each")
 }
+
+// BenchmarkSystemsImport1000 imports a supplier's systems workbook of 1000
+// SFTP standard systems (host keys parsed, the heaviest validation) into a
+// real registry on kfake, against the registry Writer alone writing the
+// same 1000 entities in the same run.
+//
+//	go test -run XXX -bench SystemsImport -benchtime 3x ./stages/admin/
+func BenchmarkSystemsImport1000(b *testing.B) {
+	v, w, _ := benchRegistry(b)
+	im, err := NewImporter(v, w, DefaultLimits())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var imp, base time.Duration
+	round := 0
+	for b.Loop() {
+		round++
+		rows := [][]string{nil}
+		for _, c := range StandardColumns {
+			rows[0] = append(rows[0], c.Header)
+		}
+		for i := range 1000 {
+			cells := map[string]string{"ID": fmt.Sprintf("std-%04d", i), "Navn": fmt.Sprintf("Arkiv %d r%d", i, round), "Protokol": "SFTP",
+				"Endpoint": fmt.Sprintf("sftp://sftp%d.supplier.example:2222", i), "SFTP-bruger": "memoflow", "SSH-værtsnøgle": keys().host1 + "\n" + keys().host2,
+				"SFTP-mappe": "/inbox", "Kvitteringsmappe": "/receipts", "MeMo-version": "1.2", "Aktiv": "Ja"}
+			row := make([]string, len(rows[0]))
+			for j, h := range rows[0] {
+				row[j] = cells[h]
+			}
+			rows = append(rows, row)
+		}
+		data := xlsx(b, map[string][][]string{SheetStandard: rows})
+		t0 := time.Now()
+		res, err := im.ImportSystems(ctx, supplierOrg, "bench", data, "", false, SystemsAccess{Standard: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		imp += time.Since(t0)
+		if res.Written != 1000 {
+			b.Fatalf("wrote %d", res.Written)
+		}
+		cs := make([]registry.Change, len(res.changes))
+		now := time.Now()
+		for i, c := range res.changes {
+			s := *c.Entity.(*registry.System)
+			s.Name += " base"
+			cs[i] = registry.NewChange(&s, "bench", now)
+		}
+		t0 = time.Now()
+		if err := w.Write(ctx, cs...); err != nil {
+			b.Fatal(err)
+		}
+		base += time.Since(t0)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(imp.Milliseconds())/n, "import-ms")
+	b.ReportMetric(float64(base.Milliseconds())/n, "writer-ms")
+	b.ReportMetric(float64(imp)/float64(base), "import/writer")
+}
