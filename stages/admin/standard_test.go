@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/segmentio/encoding/json"
@@ -230,5 +231,33 @@ func TestSystemsWorkbookHTTP(t *testing.T) {
 	}
 	if b := e.do("supA", "POST", A+"/systems/import?format=csv", sysCSV(map[string]string{"Type": TypeSystem, "ID": "s-2", "Navn": "x", "Rolle": "regular", "Protokol": "REST_PULL"})); b.status != 422 || b.err.Errors[0].Code != CodeNotAllowed {
 		t.Fatalf("supplier changes a recipient system: %d %s", b.status, b.body)
+	}
+}
+
+// TestOtherOrganisationSystems: a supplier's or a system administrator's
+// organisation-scoped endpoints refuse another organisation's path.
+func TestOtherOrganisationSystems(t *testing.T) {
+	e := newEnv(t)
+	n := 0
+	for _, ep := range Endpoints {
+		if !ep.Org {
+			continue
+		}
+		for _, who := range []string{"supC", "sysC"} {
+			if !slices.ContainsFunc(ep.Roles, principals[who].Has) {
+				continue
+			}
+			n++
+			path := strings.NewReplacer("{org}", orgA, "{id}", "sysA", "{sha256}", strings.Repeat("0", 64)).Replace(ep.Path)
+			if a := e.do(who, ep.Method, path, []byte(`{}`)); a.status != http.StatusForbidden || a.err.Code != CodeOrgForbidden {
+				t.Errorf("%s %s %s: %d %s", who, ep.Method, path, a.status, a.body)
+			}
+		}
+	}
+	if n < 15 {
+		t.Fatalf("only %d endpoint/principal pairs checked", n)
+	}
+	if s := e.view.System("sysA"); s == nil || s.Name != "Fagsystem A" {
+		t.Fatalf("sysA changed: %+v", s)
 	}
 }
