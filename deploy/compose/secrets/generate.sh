@@ -16,9 +16,47 @@
 #   minio_root_password           MinIO's root password (user: memoflow)
 #   blob_secret_key               secret key of MinIO user memoflow-blobs (--blob-s3-secret-key-file)
 #   grafana_admin_password        Grafana's admin password (user: admin)
+#   memoflow_ssh_key, .pub        memoflow's SSH key for SFTP recipient systems (--sftp-key-file):
+#                                 ed25519; the .pub line is what a system's operator installs
+#   function_cert.pem, function_key.pem
+#                                 a self-signed RSA test certificate standing in for memoflow's
+#                                 function certificate (--smtp-cert-file, --smtp-key-file), which
+#                                 signs mail to SMTP recipient systems
+#
+# `generate.sh transport` writes only the last two pairs (a key rotation of the
+# test setup; docs/operations.md, "SFTP and SMTP credentials").
+#
+# Production uses none of these: memoflow's SSH key is made once for the
+# deployment and its public line handed to every SFTP system, and the function
+# certificate is the real FOCES/VOCES (OCES3 organisation certificate) from
+# MitID Erhverv, converted from its .p12 as stages/transport/DESIGN.md says.
 set -euo pipefail
 cd "$(dirname "$0")"
 umask 077
+
+# transport_secrets writes the SFTP key and the test function certificate.
+transport_secrets() {
+  command -v ssh-keygen >/dev/null || { echo "generate.sh: ssh-keygen is not installed (openssh-client)" >&2; exit 1; }
+  command -v openssl >/dev/null || { echo "generate.sh: openssl is not installed" >&2; exit 1; }
+  rm -f memoflow_ssh_key memoflow_ssh_key.pub
+  ssh-keygen -q -t ed25519 -N '' -C memoflow-compose -f memoflow_ssh_key
+  # What smtp.New checks: RSA, digitalSignature, valid now; keyEncipherment
+  # and emailProtection as a FOCES certificate has them. Ten years, so the
+  # committed files outlive the tests that load them.
+  openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 3650 \
+    -subj "/C=DK/O=memoflow compose (TEST ONLY)/CN=memoflow test function certificate" \
+    -addext "basicConstraints=critical,CA:FALSE" \
+    -addext "keyUsage=critical,digitalSignature,nonRepudiation,keyEncipherment" \
+    -addext "extendedKeyUsage=emailProtection" \
+    -keyout function_key.pem -out function_cert.pem 2>/dev/null
+  chmod 644 memoflow_ssh_key memoflow_ssh_key.pub function_cert.pem function_key.pem
+}
+
+if [ "${1:-}" = "transport" ]; then
+  transport_secrets
+  echo "new SSH key and test function certificate written to $(pwd)"
+  exit 0
+fi
 
 rand() { head -c "$1" /dev/urandom | base64 | tr -d '\n/+=' | head -c "$2"; }
 sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
@@ -70,6 +108,7 @@ cat > ../clickhouse/users.d/memoflow-users.xml <<XML
     </users>
 </clickhouse>
 XML
+transport_secrets
 # The containers run as other users than the one running this script.
 chmod 644 ./* ../clickhouse/users.d/memoflow-users.xml
 chmod 755 generate.sh
