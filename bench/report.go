@@ -40,12 +40,12 @@ type Report struct {
 	CPURatio        float64 `json:"cpu_ratio,omitempty"`
 	CPUPerMsgMs     float64 `json:"cpu_ms_per_msg"`
 	NullCPUPerMsgMs float64 `json:"null_cpu_ms_per_msg,omitempty"`
-	P50ms          float64 `json:"p50_ms"`
-	P95ms          float64 `json:"p95_ms"`
-	P99ms          float64 `json:"p99_ms"`
-	MaxMs          float64 `json:"max_ms"`
-	Lost           int64   `json:"lost"`
-	Duplicates     int64   `json:"duplicates"`
+	P50ms           float64 `json:"p50_ms"`
+	P95ms           float64 `json:"p95_ms"`
+	P99ms           float64 `json:"p99_ms"`
+	MaxMs           float64 `json:"max_ms"`
+	Lost            int64   `json:"lost"`
+	Duplicates      int64   `json:"duplicates"`
 	// Unexpected are arrivals of messages that should not have arrived
 	// (never sent, or invalid).
 	Unexpected         int64   `json:"unexpected_arrivals"`
