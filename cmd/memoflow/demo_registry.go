@@ -69,7 +69,60 @@ func seedDemoRegistry(ctx context.Context, a *app, o *demoOptions) error {
 			return err
 		}
 	}
+	// Separately from the marker above, so a registry seeded before
+	// forwarding existed gets it too.
+	if es := demoForwardEntities(view, o.seeds); len(es) > 0 {
+		if err := w.Put(ctx, demoActor, es...); err != nil {
+			return fmt.Errorf("demo forwarding: %w", err)
+		}
+		a.log.Info("demo forwarding", "companies", len(es)-1, "every", demoForwardEvery, "to", demoTrustedCVR, "kind", registry.ForwardSecureMailbox.String())
+	}
 	return startDemoTransports(ctx, a, w, view)
+}
+
+// The demo's forwarding of company post (seed 001, "Videresendelse fra
+// Virk.dk"; stages/forward): every demoForwardEvery-th company of each
+// `send --generate` seed forwards its mailbox post to the secure mailbox
+// of a trusted third party, the demo company demoTrustedCVR (an
+// accountant, with a mailbox at the demo mailbox provider). So a
+// generated send exercises the forward stage: each such letter lands in
+// the company's mailbox, and a copy under its own messageUUID reaches the
+// third party's mailbox (MESSAGE_FORWARDED_TO_TRUSTED in the event log).
+// A pickup forward is not in the demo: the pickup system must be https
+// with a certificate the forward stage trusts (the system roots).
+const (
+	demoTrustedCVR   = "10000016" // "Demo Revision ApS"; not a CVR the generator draws (TestDemoForwarding)
+	demoForwardEvery = 20
+)
+
+// demoForwardEntities is the demo's forwarding setup for the companies
+// view holds, the third party last (the marker: nothing is written once it
+// is registered, so an operator's later change of a company's forwarding
+// stays). A company that has its own system, forwards already or has no
+// mailbox is left as it is.
+func demoForwardEntities(view *registry.View, seeds int) []registry.Entity {
+	if _, ok := view.Company(demoTrustedCVR); ok {
+		return nil
+	}
+	var es []registry.Entity
+	seen := map[string]bool{demoTrustedCVR: true}
+	for s := 1; s <= seeds; s++ {
+		_, cvrs, _ := genRecipients(uint64(s))
+		for i := 0; i < len(cvrs); i += demoForwardEvery {
+			c := cvrs[i]
+			info, ok := view.Company(c)
+			if seen[c] || !ok || info.SystemID != "" || info.Forward.Set() || info.MailboxID == "" {
+				continue
+			}
+			seen[c] = true
+			es = append(es, &registry.Company{CVR: c, Status: info.Status, Mailbox: info.MailboxID,
+				Forward: registry.Forwarding{Kind: registry.ForwardSecureMailbox, To: demoTrustedCVR}})
+		}
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	return append(es, &registry.Company{CVR: demoTrustedCVR, Status: registry.Registered, Mailbox: demoMailbox})
 }
 
 // seedDemoEntities writes the demo registry (the marker last).

@@ -141,3 +141,96 @@ func TestDemoTransportSystems(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoForwarding: the demo registry has companies that forward their
+// mailbox post to the demo's trusted third party, so a generated send
+// exercises the forward stage: route marks their letters for forwarding
+// (and only theirs), and the third party's copy has a destination, as the
+// forward stage needs (its mailbox). The setup is written once: with the
+// third party registered, nothing more is written.
+func TestDemoForwarding(t *testing.T) {
+	hash := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	v := registry.NewMemView()
+	w := registry.NewWriter(nil, v)
+	apply := func(es []registry.Entity) {
+		t.Helper()
+		for _, e := range es {
+			c := registry.NewChange(e, demoActor, time.Now())
+			if err := w.Check(c); err != nil {
+				t.Fatalf("demo entity %s: %v", e.Key(), err)
+			}
+			v.Apply(c)
+		}
+	}
+	apply(demoEntities([]string{hash}, "", 3))
+	apply([]registry.Entity{&registry.System{ID: demoPull, Org: demoOrg, Name: "pull", SysKind: registry.SystemRecipient,
+		Protocol: registry.RestPull, MemoVersion: 11, Role: registry.RoleDefault}})
+	if _, ok := v.Company(demoTrustedCVR); ok {
+		t.Fatalf("the trusted third party %s is one of the generated companies: pick another CVR", demoTrustedCVR)
+	}
+	if o := v.Org(demoTrustedCVR); o != nil {
+		t.Fatalf("the trusted third party %s is a generated authority: pick another CVR", demoTrustedCVR)
+	}
+	es := demoForwardEntities(v, 3)
+	if len(es) < 3*200/demoForwardEvery-3 {
+		t.Fatalf("%d forwarding entities, want about %d", len(es), 3*200/demoForwardEvery+1)
+	}
+	if last, ok := es[len(es)-1].(*registry.Company); !ok || last.CVR != demoTrustedCVR {
+		t.Fatalf("the marker (the trusted third party) is not written last: %v", es[len(es)-1].Key())
+	}
+	apply(es)
+	if again := demoForwardEntities(v, 3); again != nil {
+		t.Fatalf("a second start writes %d entities again", len(again))
+	}
+	tp, ok := v.Company(demoTrustedCVR)
+	if !ok || tp.Mailbox == nil || tp.Forward.Set() {
+		t.Fatalf("trusted third party: %+v", tp)
+	}
+
+	st, err := route.New(v, testPseudonymizer(t), route.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noon := time.Date(2026, 11, 23, 11, 0, 0, 0, time.UTC)
+	// The copy's destination: the forward stage routes it as route routes
+	// company post to the third party.
+	cp := st.Decide(&records.Envelope{RecipientID: demoTrustedCVR, RecipientType: records.IDCVR, PostType: "VIRKSOMHEDSPOST",
+		MessageType: records.TypeDigitalPost}, noon)
+	if cp.System == nil || cp.System.ID != demoMailbox || cp.Forward.Set() {
+		t.Fatalf("a copy to the trusted third party: %+v", cp)
+	}
+	forwarding := map[string]bool{}
+	for _, e := range es[:len(es)-1] {
+		forwarding[e.(*registry.Company).CVR] = true
+	}
+	forwarded, companyPost := 0, 0
+	for seed := uint64(1); seed <= 3; seed++ {
+		g := memo.NewGenerator(memo.GenConfig{Seed: seed, Now: noon, SenderCVRs: []string{demoOrg}, CitizenShare: -1, CompanyShare: 1, AuthorityShare: -1})
+		for i := 0; i < 2000; i++ {
+			b, _ := g.Next(nil)
+			m, err := memo.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &records.Envelope{RecipientID: m.Header.Recipient.RecipientID, RecipientType: records.IDCVR,
+				PostType: m.Header.PostType.Value, MessageType: records.TypeDigitalPost}
+			d := st.Decide(e, noon)
+			if d.System == nil {
+				t.Fatalf("seed %d: company %s not routed: %+v", seed, e.RecipientID, d)
+			}
+			companyPost++
+			if d.Forward.Set() {
+				forwarded++
+				if !forwarding[e.RecipientID] || d.Forward.To != demoTrustedCVR || d.Forward.Kind != registry.ForwardSecureMailbox {
+					t.Fatalf("company %s forwards %+v", e.RecipientID, d.Forward)
+				}
+			} else if forwarding[e.RecipientID] && d.System.ID == demoMailbox {
+				t.Fatalf("a letter in forwarding company %s's mailbox is not forwarded: %+v", e.RecipientID, d)
+			}
+		}
+	}
+	t.Logf("%d of %d generated company letters forwarded", forwarded, companyPost)
+	if forwarded == 0 || forwarded > companyPost/5 {
+		t.Errorf("%d of %d company letters forwarded: want a few percent", forwarded, companyPost)
+	}
+}
