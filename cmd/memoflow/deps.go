@@ -198,9 +198,11 @@ func (a *app) producerClient() (*kgo.Client, error) {
 	return cl, nil
 }
 
-// senderTokens is what sender-facing APIs authenticate with: the tokens a
-// rights administrator issued to sender systems through the admin API
-// (their hashes live in the registry, memo.registry), then the token file.
+// senderTokens is what the system-facing APIs (ingest, receipts, pull)
+// authenticate with: the tokens a rights administrator issued to sender
+// systems and the API keys of recipient systems and standard-system
+// selections, through the admin API (their hashes live in the registry,
+// memo.registry), then the token file.
 // It needs the registry View, which the process shares with its other
 // stages (stage_route.go).
 func (a *app) senderTokens(ctx context.Context) (auth.Store, error) {

@@ -55,7 +55,10 @@ func init() {
 			name: "pull-api",
 			help: "REST pull for recipient systems: GET /apis/v1/memos/, GET and DELETE /apis/v1/memos/{id}, POST /apis/v1/memos/{id}/receipt",
 			api: func(ctx context.Context, a *app) error {
-				tokens, err := a.tokenStore(a.generate)
+				// Registry tokens first: a pull system's or a standard-
+				// system selection's API key is a sha256: credential in
+				// the registry (issued by the admin API).
+				tokens, err := a.senderTokens(ctx)
 				if err != nil {
 					return err
 				}

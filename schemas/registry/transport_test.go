@@ -201,11 +201,17 @@ func TestStandardSystemSelection(t *testing.T) {
 	eff := v.Effective(v.System("kommune-esdh"))
 	if eff == nil || eff.Protocol != RestPush || eff.Endpoint != standardSystem().Endpoint || eff.MemoVersion != 12 ||
 		eff.ID != "kommune-esdh" || eff.Org != "12345678" || eff.Role != RoleDefault || eff.SysKind != SystemRecipient ||
-		eff.Credentials != "sha256:"+hash64 || eff.Template != "std-esdh" || eff.Contact.Email != "it@kommune.example" {
+		eff.Credentials != "secret:supplier-esdh" || eff.Template != "std-esdh" || eff.Contact.Email != "it@kommune.example" {
 		t.Fatalf("effective: %#v", eff)
 	}
 	if got := v.Selections("std-esdh"); !reflect.DeepEqual(got, []string{"kommune-esdh"}) {
 		t.Fatalf("selections: %v", got)
+	}
+	// A secret reference of the selection's own overrides the template's.
+	own := selection()
+	own.Credentials = "secret:kommune-esdh"
+	if e := own.WithTemplate(standardSystem()); e.Credentials != "secret:kommune-esdh" {
+		t.Fatalf("own secret lost: %s", e.Credentials)
 	}
 	// The selecting system keeps its own deactivation.
 	d := selection()
@@ -224,8 +230,8 @@ func TestStandardSystemSelection(t *testing.T) {
 		t.Fatalf("kind change of a selected standard system: %v", err)
 	}
 	// ...unless the selection moves in the same batch.
-	own := &System{ID: "kommune-esdh", Org: "12345678", Name: "own now", SysKind: SystemRecipient, Protocol: RestPull, MemoVersion: 11, Role: RoleDefault}
-	if err := w.Check(NewDelete("sys/std-esdh", "t", now), NewChange(own, "t", now)); err != nil {
+	ownPull := &System{ID: "kommune-esdh", Org: "12345678", Name: "own now", SysKind: SystemRecipient, Protocol: RestPull, MemoVersion: 11, Role: RoleDefault}
+	if err := w.Check(NewDelete("sys/std-esdh", "t", now), NewChange(ownPull, "t", now)); err != nil {
 		t.Fatal(err)
 	}
 	// A changed standard system applies to its selections at once.

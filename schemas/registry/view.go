@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -665,7 +666,8 @@ func (v *View) WaitFor(ctx context.Context, offsets map[int32]int64) error {
 // Effective returns the system as delivery sees it: s itself, or for an
 // authority's selection of a standard system (Template set) a copy of the
 // template carrying s's identity (ID, Org, Name, Role, Contact), its
-// deactivation, and its Credentials when it has its own. Nil when the
+// deactivation, and its Credentials when it has a secret:/file: reference
+// of its own (a sha256: API key is for the supplier to present). Nil when the
 // template is missing (the Writer refuses that, but a replay of an old
 // log can still show it). Kind is SystemRecipient in both cases.
 func (v *View) Effective(s *System) *System {
@@ -684,7 +686,11 @@ func (s *System) WithTemplate(t *System) *System {
 	e := *t
 	e.ID, e.Org, e.Name, e.SysKind, e.Role, e.Contact = s.ID, s.Org, s.Name, SystemRecipient, s.Role, s.Contact
 	e.Deactivated = s.Deactivated || t.Deactivated
-	if s.Credentials != "" {
+	// A sha256: credential is the selection's API key, which the supplier
+	// presents to memoflow (pull), never something memoflow sends: the
+	// template's secret stays what a push carries. A secret:/file:
+	// reference of the selection's own overrides it.
+	if s.Credentials != "" && !strings.HasPrefix(s.Credentials, "sha256:") {
 		e.Credentials = s.Credentials
 	}
 	e.Template = t.ID
