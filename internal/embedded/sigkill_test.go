@@ -281,3 +281,194 @@ func readCommitted(t *testing.T, addr string) map[string]int {
 	}
 	return seen
 }
+
+// TestSIGKILLExactlyOnceCopy is the pipeline's own pattern under broker
+// kills: a consume-transform-produce loop (GroupTransactSession, the
+// consumed offsets committed in the transaction, as pipeline.Runner does)
+// copies every input record to an output topic while the broker is
+// SIGKILLed and restarted. Afterwards a read_committed reader must see
+// every input exactly once in the output: nothing lost, nothing twice.
+func TestSIGKILLExactlyOnceCopy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SIGKILLs a broker process (about 30 s)")
+	}
+	rounds := 6
+	if s := os.Getenv("MEMOFLOW_BROKER_SIGKILL_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
+	}
+	const inputs = 200000
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	b := &childBroker{t: t, dir: t.TempDir(), port: port}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	b.start()
+
+	seed, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(seed)
+	if _, err := adm.CreateTopics(context.Background(), sigkillPartitions, 1, nil, "copy-in", "copy-out"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < inputs; i += 1000 {
+		var recs []*kgo.Record
+		for j := i; j < i+1000; j++ {
+			recs = append(recs, &kgo.Record{Topic: "copy-in", Key: []byte(strconv.Itoa(j)), Value: []byte(strconv.Itoa(j))})
+		}
+		if err := seed.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, id := range []string{"c1", "c2"} {
+		wg.Add(1)
+		go func() { defer wg.Done(); runCopier(ctx, addr, id) }()
+	}
+	copyStart := time.Now()
+	rnd := rand.New(rand.NewPCG(2, uint64(time.Now().UnixNano())))
+	for r := 0; r < rounds; r++ {
+		time.Sleep(time.Duration(1000+rnd.IntN(2000)) * time.Millisecond)
+		if groupLag(t, addr) == 0 {
+			t.Fatalf("the copy finished before kill %d; give more inputs", r+1)
+		}
+		b.kill()
+		time.Sleep(time.Duration(rnd.IntN(500)) * time.Millisecond)
+		b.start()
+	}
+	// Let the copiers finish the input.
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		if lag := groupLag(t, addr); lag == 0 {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	copied := time.Since(copyStart)
+	cancel()
+	wg.Wait()
+	b.stop()
+	b.start()
+	defer b.stop()
+
+	seen := readTopic(t, addr, "copy-out")
+	var lost, twice []string
+	for i := 0; i < inputs; i++ {
+		switch n := seen[strconv.Itoa(i)]; {
+		case n == 0:
+			lost = append(lost, strconv.Itoa(i))
+		case n > 1:
+			twice = append(twice, fmt.Sprintf("%d(%d)", i, n))
+		}
+	}
+	t.Logf("%d kills during a copy of %v; %d inputs, %d distinct outputs", rounds, copied.Round(time.Second), inputs, len(seen))
+	if len(lost)+len(twice) > 0 {
+		t.Fatalf("lost %d %v; copied twice %d %v", len(lost), head(lost), len(twice), head(twice))
+	}
+}
+
+// runCopier copies copy-in to copy-out in transactions until ctx ends,
+// starting a new session after any failure (as pipeline.Runner does).
+func runCopier(ctx context.Context, addr, id string) {
+	for ctx.Err() == nil {
+		s, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(addr), kgo.TransactionalID("copier-"+id),
+			kgo.ConsumerGroup("copiers"), kgo.ConsumeTopics("copy-in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.RequireStableFetchOffsets(), kgo.TransactionTimeout(10*time.Second),
+			kgo.RetryTimeout(2*time.Second), kgo.RequestTimeoutOverhead(2*time.Second))
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		for ctx.Err() == nil {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			fs := s.PollRecords(pctx, 200)
+			cancel()
+			if fs.IsClientClosed() {
+				break
+			}
+			recs := fs.Records()
+			if len(recs) == 0 {
+				continue
+			}
+			if err := s.Begin(); err != nil {
+				break
+			}
+			out := make([]*kgo.Record, len(recs))
+			for i, r := range recs {
+				out[i] = &kgo.Record{Topic: "copy-out", Key: r.Key, Value: r.Value}
+			}
+			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			perr := s.ProduceSync(wctx, out...).FirstErr()
+			committed, eerr := s.End(wctx, kgo.TransactionEndTry(perr == nil))
+			cancel()
+			if perr != nil || eerr != nil {
+				break
+			}
+			_ = committed // false: aborted (e.g. a rebalance), the records come again
+			time.Sleep(5 * time.Millisecond) // spread the copy over the kills
+		}
+		s.Close()
+	}
+}
+
+// groupLag is how many copy-in records the copiers have not committed
+// (-1 if unknown): end offsets minus committed offsets, the whole topic
+// while nothing is committed.
+func groupLag(t *testing.T, addr string) int64 {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return -1
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, "copy-in")
+	if err != nil {
+		return -1
+	}
+	committed, err := adm.FetchOffsets(ctx, "copiers")
+	if err != nil {
+		return -1
+	}
+	var lag int64
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup("copy-in", o.Partition)
+		if !ok || c.At < 0 {
+			lag += o.Offset
+			return
+		}
+		lag += o.Offset - c.At
+	})
+	return lag
+}
+
+// readTopic counts the records per key a read_committed reader sees.
+func readTopic(t *testing.T, addr, topic string) map[string]int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := map[string]int{}
+	start, quietSince := time.Now(), time.Time{}
+	for quietSince.IsZero() && time.Since(start) < time.Minute || !quietSince.IsZero() && time.Since(quietSince) < 3*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		if fs.NumRecords() > 0 {
+			quietSince = time.Now()
+		}
+		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
+	}
+	return seen
+}
