@@ -28,9 +28,8 @@ func buildBinary(t *testing.T, dir string) string {
 	return bin
 }
 
-// shortMessages is the CI scenario's size (see docs/reliability.md for why
-// not the issue's 50,000 on this machine).
-const shortMessages = 30000
+// shortMessages is the CI scenario's size (the issue's "about 50,000").
+const shortMessages = 50000
 
 // TestChaosShort is the CI version of the chaos scenario (Run): the broker
 // and every stage as separate processes (two replicas of validate and
@@ -50,9 +49,9 @@ const shortMessages = 30000
 // and receipt push's included) has records left, the DLQ is empty. The
 // faults must have taken effect (pushes failed, the sender retried).
 //
-// 30,000 messages, not the issue's 50,000: on the shared 2-core machine
-// 20,000 took 132 s and 30,000 about 200 s with the build, so 50,000 would
-// take about 5 minutes (docs/reliability.md).
+// 50,000 messages, as the issue asks: 111 s with the build on the 2-core
+// machine when it is quiet; under other sessions' load (average 10–20) it
+// stretches to about 4–5 minutes (docs/reliability.md).
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: skipped under -short")
