@@ -117,7 +117,34 @@ func (m *MassSend) Arrival(env *Env) ArrivalSource {
 // else memo.valid (a run of the stages up to validate).
 func defaultArrival(env *Env, observe func(Arrival)) ArrivalSource {
 	if env.Target.Delivers() {
-		return &SimArrival{Sim: env.Target.Sim, Observe: observe}
+		a := &SimArrival{Sim: env.Target.Sim, Observe: observe}
+		if env.Target.Transports != nil {
+			// A --protocol-mix run: the SFTP and SMTP recipients'
+			// messages arrive too, and the report says how many went
+			// over each protocol.
+			a.Others = append(a.Others, env.Target.Transports)
+			var byProto [3]int64 // rest, sftp, smtp (arrivals are serial)
+			a.Observe = func(ar Arrival) {
+				switch ar.System {
+				case "sftp":
+					byProto[1]++
+				case "smtp":
+					byProto[2]++
+				default:
+					byProto[0]++
+				}
+				if observe != nil {
+					observe(ar)
+				}
+			}
+			a.OnStop = func() {
+				mix := env.Target.Transports.Mix.String()
+				for i, p := range []string{"REST push", "SFTP", "SMTP"} {
+					env.Report.AddDetail("arrivals over "+p, float64(byProto[i]), "messages", "--protocol-mix "+mix)
+				}
+			}
+		}
+		return a
 	}
 	opts, _ := env.Target.Kafka.ClientOpts()
 	return &TopicArrival{Brokers: env.Target.Kafka.Brokers, Topic: pipeline.TopicValid, Opts: opts}

@@ -39,6 +39,9 @@ type RegistryConfig struct {
 	// providers round-robin instead of the generator's 90% to the first,
 	// so "10% of systems down" is about 10% of the traffic.
 	SpreadMailboxes bool
+	// Adjust, when set, may change each push system on the simulator
+	// after its endpoint is set (--protocol-mix moves some to SFTP/SMTP).
+	Adjust func(*registry.System) error
 }
 
 // Recipients are the registry's addressable recipients, as the bench's
@@ -110,6 +113,11 @@ func BuildRegistry(c RegistryConfig) ([]registry.Change, *Recipients, error) {
 				sim := strings.TrimRight(sims[len(rc.Systems)%len(sims)], "/")
 				e.Endpoint, e.Credentials = sim+recipientsim.PushPath(e.ID), ""
 				rc.Systems = append(rc.Systems, e.ID)
+				if c.Adjust != nil {
+					if err := c.Adjust(e); err != nil {
+						return err
+					}
+				}
 			}
 			if e.SysKind == registry.SystemMailbox {
 				mailboxes = append(mailboxes, e.ID)

@@ -48,7 +48,10 @@ type Target struct {
 	// points at, and Recipients whom the registry lets messages address;
 	// both nil when the run ends before routing (the arrival point is
 	// then memo.valid).
-	Sim        *recipientsim.Sim
+	Sim *recipientsim.Sim
+	// Transports, when set, are the in-process SFTP and SMTP recipients
+	// of a --protocol-mix run: their accepted messages are arrivals too.
+	Transports *recipientsim.MixServers
 	Recipients *Recipients
 	// ScheduleClock is the in-process schedule stage's clock (the
 	// value-date scenario moves it to the value date); nil when the

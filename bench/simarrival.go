@@ -18,6 +18,12 @@ type SimArrival struct {
 	// Observe, when set, also sees every arrival (a scenario's own
 	// measures: per system, per phase).
 	Observe func(Arrival)
+	// Others are more receivers whose accepted messages are arrivals: the
+	// in-process SFTP and SMTP recipients of a --protocol-mix run.
+	Others []interface {
+		OnAccept(func(system, uuid string))
+	} // OnStop, when set, runs once the source is stopped.
+	OnStop func()
 
 	mu      sync.Mutex
 	stopped bool
@@ -28,7 +34,7 @@ func (a *SimArrival) Name() string {
 }
 
 func (a *SimArrival) Start(_ context.Context, arrive func(Arrival)) (func() error, error) {
-	a.Sim.OnAccept(func(system, uuid string) {
+	accept := func(system, uuid string) {
 		ar := Arrival{UUID: parseUUID(uuid), At: time.Now(), System: system}
 		// One caller at a time: the tracker and observers see arrivals
 		// serially, as from the topic source.
@@ -41,12 +47,22 @@ func (a *SimArrival) Start(_ context.Context, arrive func(Arrival)) (func() erro
 		if a.Observe != nil {
 			a.Observe(ar)
 		}
-	})
+	}
+	a.Sim.OnAccept(accept)
+	for _, o := range a.Others {
+		o.OnAccept(accept)
+	}
 	return func() error {
 		a.Sim.OnAccept(nil)
+		for _, o := range a.Others {
+			o.OnAccept(nil)
+		}
 		a.mu.Lock()
 		a.stopped = true
 		a.mu.Unlock()
+		if a.OnStop != nil {
+			a.OnStop()
+		}
 		return nil
 	}, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/memoflow/memoflow/bench"
+	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/schemas/memo"
 )
 
@@ -30,6 +31,9 @@ type benchRunOpts struct {
 	tune                              func(cfg *Config, changed func(string) bool)
 	letterSize, attachmentSize        string
 	nemsmsShare, attShare, invalidPct float64
+	// protocolMix: shares of the push systems delivered over REST, SFTP
+	// and SMTP (in-process servers; --protocol-mix).
+	protocolMix string
 }
 
 func (b *benchRunOpts) register(cmd *cobra.Command, defMessages int) {
@@ -38,6 +42,7 @@ func (b *benchRunOpts) register(cmd *cobra.Command, defMessages int) {
 	fs.Uint64Var(&b.o.Seed, "seed", 1, "generator seed: the same seed sends the same messages (against a running setup the default is the time, since resent messageUUIDs are dropped as duplicates)")
 	fs.StringVar(&b.jsonOut, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&b.htmlOut, "html", "", "write a self-contained HTML report with plots to this file")
+	fs.StringVar(&b.protocolMix, "protocol-mix", "rest=100", "shares of the recipient systems delivered over REST push, SFTP and SMTP (in-process servers), e.g. rest=80,sftp=10,smtp=10")
 	fs.BoolVar(&b.o.Direct, "direct", false, "produce straight into memo.ingest instead of posting to the ingest API")
 	fs.BoolVar(&b.o.Live, "live", false, "compress batches while sending (internal/sendclient, as memoflow send does) instead of preparing them beforehand")
 	fs.StringVar(&b.url, "url", "", "ingest API of a running setup (default: start the pipeline in this process); needs --token, --kafka-brokers and --clickhouse-database")
@@ -128,6 +133,9 @@ func runBench(cmd *cobra.Command, cfg *Config, b *benchRunOpts, sc bench.Scenari
 	}
 	if b.o.Direct && b.o.Live {
 		return usageErr(errors.New("--direct and --live exclude each other"))
+	}
+	if _, err := recipientsim.ParseMix(b.protocolMix); err != nil {
+		return usageErr(fmt.Errorf("--protocol-mix: %v", err))
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -282,15 +290,22 @@ func startBenchPipeline(ctx context.Context, cmd *cobra.Command, cfg *Config, b 
 	// of a seeded registry, written before routing reads it.
 	var sim *benchSim
 	var recipients *bench.Recipients
+	var transports *recipientsim.MixServers
 	clock := &bench.OffsetClock{}
 	if stageListHas(strings.Join(namesOf(defs), ","), "route") && stageListHas(strings.Join(namesOf(defs), ","), "deliver") {
 		if sim, err = startBenchSim(); err != nil {
 			return fail(err)
 		}
 		cleanups = append(cleanups, sim.close)
-		if recipients, err = seedBenchRegistry(ctx, a, sim.urls); err != nil {
+		if transports, err = startBenchTransports(cfg, b.protocolMix); err != nil {
 			return fail(err)
 		}
+		cleanups = append(cleanups, transports.Close)
+		if recipients, err = seedBenchRegistry(ctx, a, sim.urls, transports.ApplyAny); err != nil {
+			return fail(err)
+		}
+	} else if b.protocolMix != "rest=100" {
+		return fail(usageErr(errors.New("--protocol-mix needs the route and deliver stages in the run")))
 	}
 	benchScheduleClocks.Store(a, clock)
 	cleanups = append(cleanups, func() { benchScheduleClocks.Delete(a) })
@@ -337,6 +352,9 @@ func startBenchPipeline(ctx context.Context, cmd *cobra.Command, cfg *Config, b 
 		InProcess: true, Gatherer: a.reg, Recipients: recipients, ScheduleClock: clock}
 	if sim != nil {
 		t.Sim = sim.sim
+	}
+	if transports != nil && (transports.SFTP != nil || transports.SMTP != nil) {
+		t.Transports = transports
 	}
 	return t, cleanup, nil
 }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/memoflow/memoflow/bench"
 	"github.com/memoflow/memoflow/internal/recipientsim"
+	"github.com/memoflow/memoflow/schemas/registry"
 )
 
 // benchWholeStages is the bench's default: the whole message path
@@ -70,18 +72,44 @@ func (b *benchSim) close() {
 
 // seedBenchRegistry writes the bench registry (every system a push
 // system on the simulator) before the routing stage reads it.
-func seedBenchRegistry(ctx context.Context, a *app, simURLs []string) (*bench.Recipients, error) {
+func seedBenchRegistry(ctx context.Context, a *app, simURLs []string, adjust func(*registry.System) error) (*bench.Recipients, error) {
 	opts, err := a.cfg.Kafka.ClientOpts()
 	if err != nil {
 		return nil, usageErr(err)
 	}
-	rc, err := bench.SeedRegistry(ctx, opts, bench.DefaultBenchRegistry(simURLs...))
+	rc := bench.DefaultBenchRegistry(simURLs...)
+	rc.Adjust = adjust
+	recipients, err := bench.SeedRegistry(ctx, opts, rc)
 	if err != nil {
 		return nil, err
 	}
-	a.log.Info("bench registry seeded", "citizens", len(rc.Citizens), "companies", len(rc.Companies),
-		"push_systems", len(rc.Systems), "simulator_ports", len(simURLs))
-	return rc, nil
+	a.log.Info("bench registry seeded", "citizens", len(recipients.Citizens), "companies", len(recipients.Companies),
+		"push_systems", len(recipients.Systems), "simulator_ports", len(simURLs))
+	return recipients, nil
+}
+
+// startBenchTransports starts the in-process SFTP and SMTP recipients a
+// --protocol-mix needs (none for rest=100) and points the deliver stage
+// at their keys; its ApplyAny moves the mix's share of the push systems
+// to them when the registry is seeded.
+func startBenchTransports(cfg *Config, mix string) (*recipientsim.MixServers, error) {
+	m, err := recipientsim.ParseMix(mix)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("--protocol-mix: %v", err))
+	}
+	x, err := recipientsim.StartMix(m, filepath.Join(cfg.VarDir, "bench", "transport-keys"), filepath.Join(cfg.VarDir, "bench", "sftp"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: SFTP/SMTP recipients: %w", err)
+	}
+	if x.Keys != nil {
+		cfg.Deliver.SFTPKeyFile = x.Keys.SSHKeyFile
+		cfg.Deliver.SMTPCertFile, cfg.Deliver.SMTPKeyFile = x.Keys.FunctionCertFile, x.Keys.FunctionKeyFile
+		cfg.Deliver.SMTPFrom = "bench@memoflow.example"
+	}
+	if x.SMTP != nil {
+		cfg.Deliver.SMTPTLSCAFile = x.SMTP.TLSCAFile
+	}
+	return x, nil
 }
 
 func stageListHas(list, name string) bool {

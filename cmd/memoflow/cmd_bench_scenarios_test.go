@@ -142,3 +142,22 @@ func TestBenchLarge(t *testing.T) {
 		t.Fatalf("body throughput %v\n%s", v, out)
 	}
 }
+
+// TestBenchProtocolMix: --protocol-mix moves shares of the push systems to
+// in-process SFTP and SMTP recipients; every message still arrives (the
+// verdict counts all three), each protocol carries some, and the event
+// log is exact.
+func TestBenchProtocolMix(t *testing.T) {
+	rep, out := runBenchScenario(t, "mass-send", "--messages", "400", "--direct", "--protocol-mix", "rest=50,sftp=25,smtp=25")
+	var sum float64
+	for _, p := range []string{"REST push", "SFTP", "SMTP"} {
+		n, ok := detail(rep, "arrivals over "+p)
+		if !ok || n == 0 {
+			t.Fatalf("no arrivals over %s (%v)\n%s", p, ok, out)
+		}
+		sum += n
+	}
+	if sum != 400 || rep["events_expected"] != rep["events_in_clickhouse"] {
+		t.Fatalf("arrivals %v of 400, events %v of %v\n%s", sum, rep["events_in_clickhouse"], rep["events_expected"], out)
+	}
+}

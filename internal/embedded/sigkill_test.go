@@ -411,7 +411,7 @@ func runCopier(ctx context.Context, addr, id string) {
 			if perr != nil || eerr != nil {
 				break
 			}
-			_ = committed // false: aborted (e.g. a rebalance), the records come again
+			_ = committed                    // false: aborted (e.g. a rebalance), the records come again
 			time.Sleep(5 * time.Millisecond) // spread the copy over the kills
 		}
 		s.Close()

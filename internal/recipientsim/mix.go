@@ -96,7 +96,16 @@ func StartMix(m Mix, keysDir, sftpRoot string) (*MixServers, error) {
 // Apply moves a REST_PUSH recipient system to the protocol the mix picks
 // for it, with the running server's entry; other systems stay as they are.
 func (x *MixServers) Apply(s *registry.System) error {
-	if s.Protocol != registry.RestPush || s.SysKind != registry.SystemRecipient {
+	if s.SysKind != registry.SystemRecipient {
+		return nil
+	}
+	return x.ApplyAny(s)
+}
+
+// ApplyAny is Apply for a push system of any kind: the bench's traffic goes
+// mostly to mailbox providers, which it moves too, to load the transports.
+func (x *MixServers) ApplyAny(s *registry.System) error {
+	if s.Protocol != registry.RestPush {
 		return nil
 	}
 	switch x.Mix.Pick(s.ID) {
