@@ -185,6 +185,18 @@ func TestRecovery(t *testing.T) {
 	if g := recovery(r); len(g) != 1 || g[0].Within || g[0].Second != -1 {
 		t.Errorf("never recovered: %+v", g)
 	}
+	// Never back, but the next fault began right after: not a miss of
+	// this one (the next one, never back either, is).
+	r.Samples = samples[:36]
+	r.Timeline = []Entry{
+		{T: at(20), Kind: KillStage, Target: "deliver-1"},
+		{T: at(30), Kind: "recovered", Target: "deliver-1"},
+		{T: at(31), Kind: ClickHouse, Target: "clickhouse"},
+		{T: at(32), Kind: "recovered", Target: "clickhouse"},
+	}
+	if g := recovery(r); len(g) != 2 || !g[0].Within || !strings.Contains(g[0].Note, "next fault") || g[1].Within {
+		t.Errorf("overlapping faults: %+v", g)
+	}
 	// Bursty inserts (every 5 s) still give the mean rate.
 	var bursty []Sample
 	d = 0
