@@ -2,7 +2,6 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -202,7 +201,7 @@ func TestSIGKILLKeepsCommittedTransactions(t *testing.T) {
 	b.start()
 	defer b.stop()
 
-	seen := readCommitted(t, addr)
+	seen := readTopic(t, addr, sigkillTopic)
 	var lost, visibleAborted, partial []string
 	for k := range log.committed {
 		if seen[k] != sigkillPartitions*recordsPerPart {
@@ -249,38 +248,6 @@ func head(s []string) []string {
 	return s
 }
 
-// readCommitted counts the records per key a read_committed consumer sees
-// from the start of the topic until it has been quiet for 3 seconds after
-// its first record (the
-// producers have stopped, so the topic no longer grows).
-func readCommitted(t *testing.T, addr string) map[string]int {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(sigkillTopic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	seen := map[string]int{}
-	// The quiet period starts with the first record: a client that has
-	// just connected to a restarted broker can take seconds to fetch.
-	start, quietSince := time.Now(), time.Time{}
-	for quietSince.IsZero() && time.Since(start) < time.Minute || !quietSince.IsZero() && time.Since(quietSince) < 3*time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Logf("fetch: %v", err)
-			}
-		})
-		if fs.NumRecords() > 0 {
-			quietSince = time.Now()
-		}
-		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)]++ })
-	}
-	return seen
-}
 
 // TestSIGKILLExactlyOnceCopy is the pipeline's own pattern under broker
 // kills: a consume-transform-produce loop (GroupTransactSession, the
@@ -450,7 +417,10 @@ func groupLag(t *testing.T, addr string) int64 {
 	return lag
 }
 
-// readTopic counts the records per key a read_committed reader sees.
+// readTopic counts the records per key a read_committed reader sees from
+// the start of the topic until it has been quiet for 3 seconds after its
+// first record (the producers have stopped; a client that has just
+// connected to a restarted broker can take seconds to fetch).
 func readTopic(t *testing.T, addr, topic string) map[string]int {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
