@@ -248,7 +248,6 @@ func head(s []string) []string {
 	return s
 }
 
-
 // TestSIGKILLExactlyOnceCopy is the pipeline's own pattern under broker
 // kills: a consume-transform-produce loop (GroupTransactSession, the
 // consumed offsets committed in the transaction, as pipeline.Runner does)
