@@ -37,11 +37,11 @@ const shortMessages = 50000
 // simulator and the sender's receipt endpoint; while a resumable send of
 // shortMessages runs, three stage replicas and the ingest API are SIGKILLed
 // and restarted, one recipient system is slow (10 s) for 10 s, 10% of the
-// minor mailbox providers answer 503 for 20 s, and ClickHouse is stopped
-// for 8 s. The broker is not killed here: the embedded broker can lose the
-// commit markers of transactions it had acknowledged when it is SIGKILLed
-// (docs/reliability.md, "Known limits"), which is its bug, not the
-// pipeline's; `make chaos` kills it. The verdict, read from outside: every
+// minor mailbox providers answer 503 for 30 s, and ClickHouse is stopped
+// for 8 s, and the broker is SIGKILLed and restarted from its data dir once
+// (upstream kfake could leave transactions half committed then; memoflow's
+// copy in third_party/kfake is fixed, docs/reliability.md "Known limits").
+// The verdict, read from outside: every
 // message reached a final delivery state exactly once in the event log and
 // none failed, every pushed message reached the simulator with its own
 // messageUUID as the idempotency key (duplicates reported), its final
@@ -67,14 +67,18 @@ func TestChaosShort(t *testing.T) {
 	defer cancel()
 	rep, err := Run(ctx, Config{
 		Bin: bin, Dir: dir, Root: filepath.Dir(strings.TrimSpace(string(root))), Messages: shortMessages,
-		Plan: PlanConfig{Seed: 7, Duration: 30 * time.Second, StageKills: 3, BrokerKills: 0, MaxPause: 2 * time.Second,
+		Plan: PlanConfig{Seed: 7, Duration: 30 * time.Second, StageKills: 3, BrokerKills: 1, MaxPause: 2 * time.Second,
 			ClickHouseOutages: 1, ClickHouseDown: 8 * time.Second, IngestKills: 1,
-			// 20 s: each minor mailbox provider gets about 0.5% of the
+			// 30 s: each minor mailbox provider gets about 0.5% of the
 			// post, so a shorter outage can fall entirely into a pause of
-			// delivery (a rebalance after a deliver kill) and see no push.
-			RecipientOutages: 1, RecipientDown: 20 * time.Second, SlowRecipients: 1, SlowFor: 10 * time.Second},
+			// delivery (a rebalance after a kill) and see no push (20 s
+			// did once, with the send paced).
+			RecipientOutages: 1, RecipientDown: 30 * time.Second, SlowRecipients: 1, SlowFor: 10 * time.Second},
 		Targets:      []string{"ingest-1", "validate-1", "validate-2", "schedule-1", "route-1", "deliver-1", "deliver-2", "eventlog-1"},
 		JudgeTimeout: 4 * time.Minute,
+		// 750 messages/s at most: the send spans the 30 s of faults even
+		// on a quiet machine (unpaced, it was over before the ingest kill).
+		SendBatchesPerSecond: 3,
 	})
 	if err != nil {
 		t.Log(LogTails(dir, 3000))
@@ -93,8 +97,9 @@ func TestChaosShort(t *testing.T) {
 	if rep.Simulator.Failed == 0 {
 		t.Error("no push failed: the recipient outage did not take effect, so redelivery was not exercised")
 	}
-	if rep.Keys.Pushes < int64(shortMessages) {
-		t.Errorf("the key check saw %d pushes for %d messages", rep.Keys.Pushes, shortMessages)
+	// Exempt citizens' letters go to the print outbox, not to a push.
+	if rep.Keys.Pushes < int64(shortMessages-rep.Outbox) {
+		t.Errorf("the key check saw %d pushes for %d messages (%d of them in the print outbox)", rep.Keys.Pushes, shortMessages, rep.Outbox)
 	}
 	if rep.Receipts.Final+rep.Outbox != shortMessages || rep.Outbox == 0 {
 		t.Errorf("%d messages with a final business receipt at the sender and %d in the print outbox, want %d together (and some exempt)",
@@ -105,7 +110,7 @@ func TestChaosShort(t *testing.T) {
 		kinds[e.Kind+" "+e.Target]++
 		kinds[e.Kind]++
 	}
-	for _, want := range []string{"kill-stage ingest-1", "clickhouse", "recipients-down", "slow-recipient"} {
+	for _, want := range []string{"kill-stage ingest-1", "kill-broker", "clickhouse", "recipients-down", "slow-recipient"} {
 		if kinds[want] == 0 {
 			t.Errorf("the timeline has no %q", want)
 		}

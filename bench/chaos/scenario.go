@@ -69,6 +69,10 @@ type Config struct {
 	DeliverSchedule string
 	// ExtraArgs are added to every stage's command line.
 	ExtraArgs []string
+	// SendBatchesPerSecond paces the sender (batches of 250), 0 = as fast
+	// as ingest takes them: a short run on a fast machine would otherwise
+	// be over before its faults land.
+	SendBatchesPerSecond float64
 	// Progress receives a status line every few seconds (may be nil).
 	Progress io.Writer
 }
@@ -260,6 +264,11 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	// ingest mid-batch, 503 while it starts) are counted and marked on
 	// the timeline.
 	tr := &countingTransport{next: http.DefaultTransport, tl: &tl}
+	if c.SendBatchesPerSecond > 0 {
+		pace := time.NewTicker(time.Duration(float64(time.Second) / c.SendBatchesPerSecond))
+		defer pace.Stop()
+		tr.pace = pace.C
+	}
 	journal := filepath.Join(c.Dir, "send.journal")
 	gen := memo.GenConfig{Seed: uint64(c.Plan.Seed) + 99, Now: time.Now().UTC().Truncate(24 * time.Hour), SenderCVRs: []string{SenderOrg},
 		CitizenCPRs: citizens, CitizenShare: 1, CompanyShare: -1, AuthorityShare: -1, NemSMSShare: -1, ValueDateShare: -1}
@@ -404,10 +413,18 @@ type countingTransport struct {
 	next   http.RoundTripper
 	tl     *Timeline
 	failed atomic.Int64
-	last   atomic.Int64 // unix ms of the last timeline mark
+	last   atomic.Int64     // unix ms of the last timeline mark
+	pace   <-chan time.Time // nil: unpaced
 }
 
 func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.pace != nil && r.Method == http.MethodPost {
+		select {
+		case <-t.pace:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
 	resp, err := t.next.RoundTrip(r)
 	what := ""
 	switch {
