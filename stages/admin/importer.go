@@ -278,23 +278,7 @@ func newEntity(group bool, org string) entityRow {
 
 func parseRow(sheet string, tr tableRow, cols []column, idx []int, org string, group bool) (*parsedRow, []RowError) {
 	r := &parsedRow{sheet: sheet, line: tr.line, e: newEntity(group, org), cols: cols, idx: idx}
-	var errs []RowError
-	for i, c := range cols {
-		v := ""
-		if idx[i] >= 0 && idx[i] < len(tr.cells) {
-			v = unescapeCell(tr.cells[idx[i]])
-		}
-		if c.Required && v == "" {
-			r.fail(c.Field)
-			errs = append(errs, RowError{Sheet: sheet, Row: tr.line, Column: c.Header, Cell: cellName(max(idx[i], 0), tr.line),
-				Code: CodeMissingField, Message: c.Header + " is required"})
-			continue
-		}
-		if ce := c.set(r.e, v); ce != nil {
-			r.fail(c.Field)
-			errs = append(errs, RowError{Sheet: sheet, Row: tr.line, Column: c.Header, Cell: cellName(idx[i], tr.line), Code: ce.code, Message: ce.msg})
-		}
-	}
+	errs := r.setCells(tr)
 	if r.e.p != nil {
 		// Two title/text pairs in the sheet, a list in the model: empty
 		// pairs are no field.
@@ -314,6 +298,29 @@ func parseRow(sheet string, tr tableRow, cols []column, idx []int, org string, g
 		errs[i].ID = r.e.id()
 	}
 	return r, errs
+}
+
+// setCells sets the row's entity from its cells, column by column, and
+// returns an error per missing required cell or refused value.
+func (r *parsedRow) setCells(tr tableRow) []RowError {
+	var errs []RowError
+	for i, c := range r.cols {
+		v := ""
+		if r.idx[i] >= 0 && r.idx[i] < len(tr.cells) {
+			v = unescapeCell(tr.cells[r.idx[i]])
+		}
+		if c.Required && v == "" {
+			r.fail(c.Field)
+			errs = append(errs, RowError{Sheet: r.sheet, Row: tr.line, Column: c.Header, Cell: cellName(max(r.idx[i], 0), tr.line),
+				Code: CodeMissingField, Message: c.Header + " is required"})
+			continue
+		}
+		if ce := c.set(r.e, v); ce != nil {
+			r.fail(c.Field)
+			errs = append(errs, RowError{Sheet: r.sheet, Row: tr.line, Column: c.Header, Cell: cellName(r.idx[i], tr.line), Code: ce.code, Message: ce.msg})
+		}
+	}
+	return errs
 }
 
 // validate runs the model's Validate on the row. Validate stops at the

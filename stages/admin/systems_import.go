@@ -186,23 +186,7 @@ func (im *Importer) parseSysRow(sheet string, tr tableRow, cols []column, idx []
 		e.s = &registry.System{Org: org, SysKind: registry.SystemRecipient}
 	}
 	r := &parsedRow{sheet: sheet, line: tr.line, e: e, cols: cols, idx: idx}
-	var errs []RowError
-	for i, c := range cols {
-		v := ""
-		if idx[i] >= 0 && idx[i] < len(tr.cells) {
-			v = unescapeCell(tr.cells[idx[i]])
-		}
-		if c.Required && v == "" {
-			r.fail(c.Field)
-			errs = append(errs, RowError{Sheet: sheet, Row: tr.line, Column: c.Header, Cell: cellName(max(idx[i], 0), tr.line),
-				Code: CodeMissingField, Message: c.Header + " is required"})
-			continue
-		}
-		if ce := c.set(r.e, v); ce != nil {
-			r.fail(c.Field)
-			errs = append(errs, RowError{Sheet: sheet, Row: tr.line, Column: c.Header, Cell: cellName(idx[i], tr.line), Code: ce.code, Message: ce.msg})
-		}
-	}
+	errs := r.setCells(tr)
 	if s := r.e.s; s != nil && s.Template == "" && s.MemoVersion == 0 && !r.bad["memo_version"] {
 		s.MemoVersion = 11 // as the API: 1.1 unless asked for 1.2
 	}
