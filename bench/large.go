@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/encoding/json"
@@ -84,39 +82,9 @@ func (l *Large) Check(r *Report) {
 func (l *Large) Load(ctx context.Context, env *Env) error {
 	client := &http.Client{Timeout: 10 * time.Minute}
 	url := strings.TrimRight(env.Target.URL, "/") + "/apis/v1/memos/?memo-message-uuid="
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for w := 0; w < env.Opts.Concurrency; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= l.set.Batches() || ctx.Err() != nil {
-					return
-				}
-				it := l.set.Batch(i)[0]
-				if err := postOne(ctx, client, env, url, i, it); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return parallel(ctx, l.set.Batches(), env.Opts.Concurrency, func(ctx context.Context, i int) error {
+		return postOne(ctx, client, env, url, i, l.set.Batch(i)[0])
+	})
 }
 
 // postOne submits one MeMo, retrying what ingest asks to retry.

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -204,38 +203,9 @@ func (o Outcome) Add(p Outcome) Outcome {
 // answering retryable statuses as internal/sendclient does.
 func loadPrepared(ctx context.Context, env *Env, set *MessageSet, p *Prepared) error {
 	client := &http.Client{Timeout: 10 * time.Minute}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for w := 0; w < env.Opts.Concurrency; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(p.Files) || ctx.Err() != nil {
-					return
-				}
-				if err := postBatch(ctx, client, env, set, i, p.Files[i]); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					cancel()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return parallel(ctx, len(p.Files), env.Opts.Concurrency, func(ctx context.Context, i int) error {
+		return postBatch(ctx, client, env, set, i, p.Files[i])
+	})
 }
 
 func postBatch(ctx context.Context, client *http.Client, env *Env, set *MessageSet, i int, path string) error {

@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -267,54 +266,32 @@ func (s *MessageSet) Prepare(ctx context.Context, cacheDir string, progress func
 	sizes := make([]int64, s.Batches())
 	lz := make([]int64, s.Batches())
 	cached := atomic.Int64{}
-	var next, done atomic.Int64
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	workers := runtime.GOMAXPROCS(0)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= s.Batches() || ctx.Err() != nil {
-					return
-				}
-				items := s.Batch(i)
-				for _, it := range items {
-					man[i].add(it)
-					sizes[i] += int64(len(it.Data))
-				}
-				path := filepath.Join(dir, fmt.Sprintf("batch-%06d.tar.lzma", i))
-				p.Files[i] = path
-				if st, err := os.Stat(path); err == nil && st.Size() > 0 {
-					lz[i] = st.Size()
-					cached.Add(1)
-				} else {
-					n, err := writeBatch(path, items)
-					if err != nil {
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = err
-						}
-						mu.Unlock()
-						return
-					}
-					lz[i] = n
-				}
-				d := done.Add(1)
-				if progress != nil {
-					progress(int(d), s.Batches())
-				}
+	var done atomic.Int64
+	err := parallel(ctx, s.Batches(), runtime.GOMAXPROCS(0), func(_ context.Context, i int) error {
+		items := s.Batch(i)
+		for _, it := range items {
+			man[i].add(it)
+			sizes[i] += int64(len(it.Data))
+		}
+		path := filepath.Join(dir, fmt.Sprintf("batch-%06d.tar.lzma", i))
+		p.Files[i] = path
+		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+			lz[i] = st.Size()
+			cached.Add(1)
+		} else {
+			n, err := writeBatch(path, items)
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+			lz[i] = n
+		}
+		d := done.Add(1)
+		if progress != nil {
+			progress(int(d), s.Batches())
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	p.Manifest = &Manifest{}
