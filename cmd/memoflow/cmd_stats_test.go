@@ -223,6 +223,13 @@ func TestStatsEndToEnd(t *testing.T) {
 // base URL; the test's cleanup stops it.
 func startRun(t *testing.T, args ...string) string {
 	t.Helper()
+	return startRunReady(t, args...)["api"]
+}
+
+// startRunReady is startRun returning every key=value of the ready line
+// (api, kafka, stages, ...).
+func startRunReady(t *testing.T, args ...string) map[string]string {
+	t.Helper()
 	root := newRootCmd()
 	pr, pw := io.Pipe()
 	root.SetOut(pw)
@@ -242,21 +249,21 @@ func startRun(t *testing.T, args ...string) string {
 			t.Error("memoflow run did not stop within 30s")
 		}
 	})
-	api := ""
+	ready := map[string]string{}
 	sc := bufio.NewScanner(pr)
 	for sc.Scan() {
 		if line := sc.Text(); strings.HasPrefix(line, "memoflow ready:") {
 			for _, f := range strings.Fields(line) {
-				if strings.HasPrefix(f, "api=") {
-					api = strings.TrimPrefix(f, "api=")
+				if k, v, ok := strings.Cut(f, "="); ok {
+					ready[k] = v
 				}
 			}
 			break
 		}
 	}
 	go io.Copy(io.Discard, pr)
-	if api == "" {
+	if ready["api"] == "" {
 		t.Fatal("memoflow run never printed its ready line")
 	}
-	return api
+	return ready
 }

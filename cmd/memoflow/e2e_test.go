@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,42 +28,8 @@ func TestEndToEnd(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
 	dir := t.TempDir()
 
-	root := newRootCmd()
-	pr, pw := io.Pipe()
-	root.SetOut(pw)
-	root.SetErr(io.Discard)
-	root.SetArgs([]string{"run", "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
-		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("memoflow run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("memoflow run did not stop within 30s")
-		}
-	})
-	api := ""
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "memoflow ready:") {
-			for _, f := range strings.Fields(line) {
-				if strings.HasPrefix(f, "api=") {
-					api = strings.TrimPrefix(f, "api=")
-				}
-			}
-			break
-		}
-	}
-	go io.Copy(io.Discard, pr)
-	if api == "" {
-		t.Fatal("memoflow run never printed its ready line")
-	}
+	api := startRun(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
+		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
 	tok, err := os.ReadFile(filepath.Join(dir, "demo", "sender.token"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -37,47 +35,11 @@ func TestForwardInRun(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
 	dir := t.TempDir()
 
-	root := newRootCmd()
-	pr, pw := io.Pipe()
-	root.SetOut(pw)
-	root.SetErr(io.Discard)
-	root.SetArgs([]string{"run", "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
-		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx); pw.Close() }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("memoflow run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("memoflow run did not stop within 30s")
-		}
-	})
-	var api, brokers, stages string
-	sc := bufio.NewScanner(pr)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "memoflow ready:") {
-			for _, f := range strings.Fields(line) {
-				k, v, _ := strings.Cut(f, "=")
-				switch k {
-				case "api":
-					api = v
-				case "kafka":
-					brokers = v
-				case "stages":
-					stages = v
-				}
-			}
-			break
-		}
-	}
-	go io.Copy(io.Discard, pr)
-	if api == "" || brokers == "" {
-		t.Fatal("memoflow run never printed its ready line")
+	ready := startRunReady(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
+		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
+	api, brokers, stages := ready["api"], ready["kafka"], ready["stages"]
+	if brokers == "" {
+		t.Fatal("memoflow run printed no kafka= in its ready line")
 	}
 	if !strings.Contains(stages, "forward") {
 		t.Fatalf("memoflow run does not run the forward stage: %s", stages)
@@ -111,6 +73,8 @@ func TestForwardInRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	view, err := registry.NewView(ctx, []kgo.Opt{kgo.SeedBrokers(brokers)})
 	if err != nil {
 		t.Fatal(err)
