@@ -354,9 +354,25 @@ type System struct {
 // hasExt reports whether s uses any field added after the first format
 // (SFTP, SMTP, standard systems); the codec writes them only then, so
 // older values decode unchanged.
-func (s *System) hasExt() bool {
-	return s.SFTPUser != "" || s.SSHHostKey != "" || s.Folder != "" || s.ReceiptFolder != "" ||
-		s.SMTPAddress != "" || s.Certificate != "" || s.Template != ""
+func (s *System) hasExt() bool { return s.hasTransportFields() || s.Template != "" }
+
+// transportFields are the SFTP and SMTP fields with their names and
+// protocol, for the checks that want them set or empty.
+func (s *System) transportFields() [6]struct{ name, proto, v string } {
+	return [6]struct{ name, proto, v string }{
+		{"sftp_user", "SFTP", s.SFTPUser}, {"ssh_host_key", "SFTP", s.SSHHostKey},
+		{"folder", "SFTP", s.Folder}, {"receipt_folder", "SFTP", s.ReceiptFolder},
+		{"smtp_address", "SMTP", s.SMTPAddress}, {"certificate", "SMTP", s.Certificate},
+	}
+}
+
+func (s *System) hasTransportFields() bool {
+	for _, f := range s.transportFields() {
+		if f.v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *System) Kind() Kind  { return KindSystem }
@@ -408,9 +424,7 @@ func (s *System) validateSelection() error {
 	if s.Template == s.ID {
 		return errf(CodeBadTemplate, "template", "a system cannot select itself as its standard system")
 	}
-	if s.Protocol != 0 || s.Endpoint != "" || s.ReceiptEndpoint != "" || s.MemoVersion != 0 ||
-		s.SFTPUser != "" || s.SSHHostKey != "" || s.Folder != "" || s.ReceiptFolder != "" ||
-		s.SMTPAddress != "" || s.Certificate != "" {
+	if s.Protocol != 0 || s.Endpoint != "" || s.ReceiptEndpoint != "" || s.MemoVersion != 0 || s.hasTransportFields() {
 		return errf(CodeBadTemplate, "template", "a system that selects standard system %q takes protocol, endpoints, version and certificates from it; leave them empty", s.Template)
 	}
 	if err := checkCredentials(s.Credentials); err != nil {
@@ -442,11 +456,7 @@ func (s *System) validateProtocol() error {
 }
 
 func (s *System) noTransportFields(except string) error {
-	for _, f := range []struct{ name, proto, v string }{
-		{"sftp_user", "SFTP", s.SFTPUser}, {"ssh_host_key", "SFTP", s.SSHHostKey},
-		{"folder", "SFTP", s.Folder}, {"receipt_folder", "SFTP", s.ReceiptFolder},
-		{"smtp_address", "SMTP", s.SMTPAddress}, {"certificate", "SMTP", s.Certificate},
-	} {
+	for _, f := range s.transportFields() {
 		if f.v != "" && f.proto != except {
 			return errf(CodeBadProtocol, f.name, "%s is an %s field; this system's protocol is %s", f.name, f.proto, s.Protocol)
 		}
