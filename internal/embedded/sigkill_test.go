@@ -149,7 +149,7 @@ func runProducer(ctx context.Context, addr, txid string, log *txnLog) {
 // all-or-nothing. It is the minimal reproduction of what the chaos
 // scenario saw with upstream kfake (half-committed transactions; fixed in
 // third_party/kfake, see its PATCHES.md). MEMOFLOW_BROKER_SIGKILL_ROUNDS
-// sets the number of kills (upstream failed about one run in two at 25),
+// sets the number of kills (upstream failed 2 of 3 runs at 25),
 // MEMOFLOW_EMBEDDED_SYNC=1 turns on --broker-sync-writes.
 func TestSIGKILLKeepsCommittedTransactions(t *testing.T) {
 	if testing.Short() {
