@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/memoflow/memoflow/bench"
 	"github.com/memoflow/memoflow/internal/chconn"
 	"github.com/memoflow/memoflow/internal/recipientsim"
 	"github.com/memoflow/memoflow/internal/sendclient"
@@ -640,25 +641,20 @@ func SeedRegistry(ctx context.Context, addr, simURL, receiptURL string, mailboxe
 		return nil, nil, err
 	}
 	defer cl.Close()
-	var recs []*kgo.Record
-	err = registry.Generate(registry.GenConfig{Seed: 1, Citizens: 2000, Companies: 20, Authorities: 1, MailboxProviders: mailboxes, NemSMSShare: -1}, func(c registry.Change) error {
-		switch e := c.Entity.(type) {
-		case *registry.System:
-			if e.Protocol == registry.RestPush {
-				e.Endpoint, e.Credentials = simURL+recipientsim.PushPath(e.ID), ""
-			}
-			if e.SysKind == registry.SystemMailbox {
-				mailboxSystems = append(mailboxSystems, e.ID)
-			}
-		case *registry.Citizen:
-			citizens = append(citizens, e.CPR)
-		}
-		recs = append(recs, c.Record(pipeline.TopicRegistry))
-		return nil
+	changes, rc, err := bench.BuildRegistry(bench.RegistryConfig{
+		Gen:    registry.GenConfig{Seed: 1, Citizens: 2000, Companies: 20, Authorities: 1, MailboxProviders: mailboxes, NemSMSShare: -1},
+		SimURL: simURL,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	recs := make([]*kgo.Record, 0, len(changes)+1)
+	for _, c := range changes {
+		recs = append(recs, c.Record(pipeline.TopicRegistry))
+	}
+	// Every citizen, exempt ones too: their letters end in the print
+	// outbox, a documented final state the verdict checks.
+	citizens, mailboxSystems = rc.AllCitizens, rc.Mailboxes
 	// The sender system the sender's token belongs to (SenderID in
 	// Topology), with its receipt endpoint: receipt-push POSTs there.
 	snd := &registry.SenderSystem{ID: SenderSystemID, Org: SenderOrg, Name: "chaos sender", ReceiptEndpoint: receiptURL, Active: true}
