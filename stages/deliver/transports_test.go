@@ -495,6 +495,18 @@ func TestTransportsThroughStage(t *testing.T) {
 	if n := r.sftpSrv.Total(); n != 0 {
 		t.Fatalf("%d SFTP messages arrived on a full disk", n)
 	}
+	// Every SFTP message must be rescheduled before the clock moves: a
+	// failure recorded after the move would be due a minute after it, and
+	// the clock does not move again (the test was flaky under load).
+	retries := k.client(t, kgo.ConsumeTopics(RetryTopicPrefix+"1m"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	rescheduled := 0
+	waitFor(t, "the SFTP messages on the retry topic", 20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		rescheduled += retries.PollFetches(ctx).NumRecords()
+		return rescheduled >= 20
+	})
 	full.Store(false)
 	clk.add(time.Minute + time.Second)
 	waitFor(t, "the SFTP messages after their retry", 20*time.Second, func() bool { return r.sftpSrv.Total() == 20 })
