@@ -110,7 +110,6 @@ func TestStatsEndToEnd(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	want := raw(sent)
 	admin := token("admin")
 	from := today.AddDate(0, 0, -1).Format(time.DateOnly)
 	to := today.AddDate(0, 0, 1).Format(time.DateOnly)
@@ -118,30 +117,41 @@ func TestStatsEndToEnd(t *testing.T) {
 		return runCLI(t, append([]string{"stats", "--url", api, "--from", from, "--to", to}, args...)...)
 	}
 
-	// --json: the API's page, equal to the raw counts per tag.
-	code, out, errs := stats("--token", admin, "--dimensions", "tag", "--json")
-	if code != 0 {
-		t.Fatalf("stats --json: exit %d: %s", code, errs)
-	}
-	var page eventquery.StatsPage
-	if err := json.Unmarshal([]byte(out), &page); err != nil {
-		t.Fatalf("--json printed %q: %v", out, err)
-	}
-	got := map[string]uint64{}
-	var total uint64
-	for _, r := range page.Rows {
-		if r.Key["tag"] != "STATISTICS_READ" {
-			got[r.Key["tag"]] = r.Events
-			total += r.Events
+	// --json: the API's page, equal to the raw counts per tag. The later
+	// stages (route, deliver) may still be writing events when the 40th
+	// validation lands, so the comparison is retried until both sides
+	// agree on a settled log: a stats API that miscounts never agrees.
+	var want, got map[string]uint64
+	jsonReads := 0
+	for {
+		want = raw(sent)
+		jsonReads++
+		code, out, errs := stats("--token", admin, "--dimensions", "tag", "--json")
+		if code != 0 {
+			t.Fatalf("stats --json: exit %d: %s", code, errs)
 		}
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("stats per tag %v, raw %v", got, want)
+		var page eventquery.StatsPage
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatalf("--json printed %q: %v", out, err)
+		}
+		got = map[string]uint64{}
+		for _, r := range page.Rows {
+			if r.Key["tag"] != "STATISTICS_READ" {
+				got[r.Key["tag"]] = r.Events
+			}
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) && fmt.Sprint(raw(sent)) == fmt.Sprint(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats per tag %v, raw %v", got, want)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 
 	// The table, with the token from the environment.
 	t.Setenv("MEMOFLOW_TOKEN", admin)
-	code, out, errs = stats("-d", "tag", "--tag", "MEMO_SEND_VALIDATED,MEMO_MASS_SEND_RECEIVED")
+	code, out, errs := stats("-d", "tag", "--tag", "MEMO_SEND_VALIDATED,MEMO_MASS_SEND_RECEIVED")
 	if code != 0 {
 		t.Fatalf("stats: exit %d: %s", code, errs)
 	}
@@ -184,18 +194,18 @@ func TestStatsEndToEnd(t *testing.T) {
 	}
 
 	// Every statistics read went through memo.events and the eventlog stage
-	// into ClickHouse, with the administrator as the actor: 3 answered
-	// reads, and the 3 refused for a bad parameter or another organisation
-	// were not run, so not logged.
+	// into ClickHouse, with the administrator as the actor: every --json
+	// attempt plus the table and the CSV, and the 3 refused for a bad
+	// parameter or another organisation were not run, so not logged.
 	deadline = time.Now().Add(60 * time.Second)
 	for {
 		var n uint64
 		err := conn.QueryRow(context.Background(), "SELECT count() FROM "+db+".events WHERE tag = 'STATISTICS_READ' AND actor = 'demo-admin' AND sender_org = ?", demoOrg).Scan(&n)
-		if err == nil && n == 3 {
+		if err == nil && n == uint64(jsonReads+2) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d STATISTICS_READ events in the event log (%v), want 3", n, err)
+			t.Fatalf("%d STATISTICS_READ events in the event log (%v), want %d", n, err, jsonReads+2)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
