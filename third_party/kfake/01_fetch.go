@@ -360,7 +360,6 @@ func (c *Cluster) handleFetch(creq *clientReq, w *watchFetch) (kmsg.Response, er
 
 	var batchesAdded int
 	nbytes = 0
-full:
 	for _, fp := range toFetch {
 		if e := c.deny(creq, fp.topic, kmsg.ACLResourceTypeTopic, kmsg.ACLOperationRead, faultKey{topic: fp.topic, topicID: fp.topicID}.part(fp.partition)); e != nil {
 			donep(fp.topic, fp.topicID, fp.partition, e.Code)
@@ -431,6 +430,13 @@ full:
 
 		var pbytes, pBatchesAdded int
 		var lastMeta *batchMeta
+		// memoflow patch: the response-wide MaxBytes used to `break full`
+		// straight out of the partition loop, skipping the aborted
+		// transaction lookup below for a partition that already had
+		// batches in the response: a read_committed client then took an
+		// aborted transaction's records in it as committed. respFull stops
+		// after this partition's lookup instead.
+		respFull := false
 		// Walk batches starting from the found position (segIdx, metaIdx).
 		// The first segment starts at metaIdx; subsequent segments start at 0.
 	segments:
@@ -446,7 +452,8 @@ full:
 					break segments
 				}
 				if nbytes += int(m.nbytes); nbytes > int(req.MaxBytes) && batchesAdded > 0 {
-					break full
+					respFull = true
+					break segments
 				}
 				if pbytes += int(m.nbytes); pbytes > int(fp.maxBytes) && batchesAdded > 0 {
 					break segments
@@ -482,6 +489,9 @@ full:
 				at.FirstOffset = e.firstOffset
 				sp.AbortedTransactions = append(sp.AbortedTransactions, at)
 			}
+		}
+		if respFull {
+			break
 		}
 	}
 
