@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,11 +64,19 @@ func TestChaosShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// MEMOFLOW_CHAOS_SHORT_BROKER_KILLS=1 adds broker kills to the run
+	// (how the runs in docs/reliability.md were made).
+	brokerKills := 0
+	if v := os.Getenv("MEMOFLOW_CHAOS_SHORT_BROKER_KILLS"); v != "" {
+		if brokerKills, err = strconv.Atoi(v); err != nil || brokerKills < 0 {
+			t.Fatalf("MEMOFLOW_CHAOS_SHORT_BROKER_KILLS=%q: want a count", v)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, Config{
 		Bin: bin, Dir: dir, Root: filepath.Dir(strings.TrimSpace(string(root))), Messages: shortMessages,
-		Plan: PlanConfig{Seed: 7, Duration: 30 * time.Second, StageKills: 3, BrokerKills: 0, MaxPause: 2 * time.Second,
+		Plan: PlanConfig{Seed: 7, Duration: 30 * time.Second, StageKills: 3, BrokerKills: brokerKills, MaxPause: 2 * time.Second,
 			ClickHouseOutages: 1, ClickHouseDown: 8 * time.Second, IngestKills: 1,
 			// 30 s: each minor mailbox provider gets about 0.5% of the
 			// post, so a shorter outage can fall entirely into a pause of
@@ -124,8 +133,11 @@ func TestChaosShort(t *testing.T) {
 	if t.Failed() {
 		t.Log(LogTails(dir, 3000))
 	}
-	t.Logf("chaos short: %d messages in %.1fs, %d kills (%d broker), %d unexpected exits, %d sender requests retried; events %v; simulator %s; keys %+v; receipts %+v",
-		rep.Messages, rep.Seconds, rep.Kills, rep.BrokerKills, rep.Exits, rep.SenderErrors, rep.Verdict.EventsFound, rep.Simulator.Summary(), rep.Keys, rep.Receipts)
+	t.Logf("chaos short: %d messages in %.1fs, %d kills (%d broker), %d unexpected exits, %d sender requests retried; events %v; simulator %s; keys %+v; receipts %+v; duplicate pushes %+v",
+		rep.Messages, rep.Seconds, rep.Kills, rep.BrokerKills, rep.Exits, rep.SenderErrors, rep.Verdict.EventsFound, rep.Simulator.Summary(), rep.Keys, rep.Receipts, rep.DupCauses)
+	if rep.DupCauses.Total != rep.Duplicates {
+		t.Errorf("the duplicate watch saw %d repeats, the simulator %d", rep.DupCauses.Total, rep.Duplicates)
+	}
 	for _, r := range rep.Recovery {
 		t.Logf("recovery %-14s %-20s at %5.1fs ended %5.1fs: %5.1fs to 80%% of %.0f/s within=%v %s", r.Kind, r.Target, r.At, r.Ended, r.Second, r.Rate, r.Within, r.Note)
 	}

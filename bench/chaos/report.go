@@ -115,7 +115,7 @@ var page = template.Must(template.New("chaos").Funcs(template.FuncMap{
 <table>
 <tr><th>messages</th><td>{{.R.Messages}} in {{f1 .R.Seconds}} s ({{printf "%.0f" .R.MsgsPerSec}} msgs/s end to end, faults included)</td></tr>
 <tr><th>lost</th><td>{{.R.Lost}}</td></tr>
-<tr><th>duplicate pushes</th><td>{{.R.Duplicates}} (same idempotency key; from delivery batches in hand at a kill or rebalance)</td></tr>
+<tr><th>duplicate pushes</th><td>{{.R.Duplicates}} (same idempotency key): {{.R.DupCauses.Explained}} repeat a push made before a fault that interrupts delivery ({{range $k, $v := .R.DupCauses.ByCause}}{{$k}}: {{$v}}; {{end}}), {{.R.DupCauses.Unexplained}} with no such fault between the two{{range .R.DupCauses.Examples}}<br><small>{{.}}</small>{{end}}</td></tr>
 <tr><th>faults</th><td>{{.R.Kills}} kills ({{.R.BrokerKills}} of the broker), {{.R.Exits}} unexpected exits restarted, {{.R.SenderRetries}} sender resumes</td></tr>
 <tr><th>event log</th><td>{{range $k, $v := .R.Verdict.EventsFound}}{{$k}} {{$v}}<br>{{end}}</td></tr>
 <tr><th>simulator</th><td>{{.R.Simulator.Summary}}</td></tr>

@@ -102,6 +102,9 @@ func (c *Config) defaults() {
 	if c.SinkBatchRecords == 0 {
 		c.SinkBatchRecords = 2000
 	}
+	if c.Plan.SlowLatency <= 0 {
+		c.Plan.SlowLatency = 10 * time.Second
+	}
 	if c.JudgeTimeout == 0 {
 		c.JudgeTimeout = 5 * time.Minute
 	}
@@ -154,6 +157,7 @@ type Report struct {
 	MsgsPerSec   float64            `json:"msgs_per_s"`
 	Lost         int64              `json:"lost"`
 	Duplicates   int                `json:"duplicates"`
+	DupCauses    DupAttribution     `json:"duplicate_causes"`
 	Kills        int                `json:"kills"`
 	BrokerKills  int                `json:"broker_kills"`
 	Exits        int                `json:"unexpected_exits"`
@@ -202,6 +206,8 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	dups := NewDupWatch()
+	sim.OnAccept(dups.Accept)
 	keys := NewKeyCheck(sim.Handler())
 	simSrv := httptest.NewServer(keys)
 	defer simSrv.Close()
@@ -379,6 +385,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	rep.BrokerKills = topo.Broker.Kills()
 	rep.Exits = tl.Count("exit")
 	rep.Timeline = tl.Entries()
+	rep.DupCauses = dups.Attribute(rep.Timeline, c.Plan.SlowLatency)
 	wcancel()
 	smu.Lock()
 	rep.Samples = samples
