@@ -52,4 +52,4 @@ lint:
 
 clean:
 	-@scripts/clickhouse.sh stop
-	rm -rf bin var
+	rm -rf bin $(filter-out var/go.mod,$(wildcard var/*))

@@ -30,6 +30,9 @@ const (
 	TopicRecalls   = "memo.recalls"    // recall outcomes by request id, compacted (schedule → recall API)
 	TopicBlobsDone = "memo.blobs.done" // claim-check blobs no longer needed, key blob key (deliver → blobgc)
 	TopicForward   = "memo.forward"    // company mailbox post to forward, key messageUUID (route → forward)
+	// TopicPushJournal: acknowledged pushes, key messageUUID, written
+	// outside the batch transaction (deliver → deliver; stages/deliver/journal.go).
+	TopicPushJournal = "memo.deliver.pushed"
 )
 
 // TopicForwardRetry holds forwards to pickup systems that failed and wait
@@ -73,6 +76,7 @@ var Catalogue = []TopicSpec{
 	{Name: TopicRecalls, Compacted: true, Retention: 7 * 24 * time.Hour, Purpose: "recall outcomes by request id, read by the recall API"},
 	{Name: TopicForward, Purpose: "company mailbox post to forward to a secure mailbox or a pickup system (Envelope + memoflow.forward.* headers)"},
 	{Name: TopicForwardRetry, Purpose: "forwards to pickup systems that failed, due again after one constant gap"},
+	{Name: TopicPushJournal, Retention: 24 * time.Hour, Purpose: "pushes recipient systems acknowledged (messageUUID, attempt, time), written at once outside the batch transaction so a redone batch does not push them again"},
 }
 
 // TopicOptions say how EnsureTopics creates topics.

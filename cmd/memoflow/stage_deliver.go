@@ -217,9 +217,22 @@ func (a *app) deliverer(ctx context.Context) (*deliver.Deliverer, error) {
 		return nil, err
 	}
 	deact := &deliver.RegistryDeactivator{View: view, Writer: registry.NewWriter(prod, view, registry.WithPseudonymizer(pseudo))}
-	d, err := deliver.NewDeliverer(a.cfg.Deliver, &deliver.RegistrySystems{View: view}, pseudo,
-		deliver.WithBlobStore(blobs), deliver.WithDeactivator(deact),
-		deliver.WithLogger(a.log.With("stage", "deliver")), deliver.WithRegisterer(a.reg))
+	dopts := []deliver.Option{deliver.WithBlobStore(blobs), deliver.WithDeactivator(deact),
+		deliver.WithLogger(a.log.With("stage", "deliver")), deliver.WithRegisterer(a.reg)}
+	if w := a.cfg.Deliver.JournalWindow; w > 0 {
+		kopts, err := a.cfg.Kafka.ClientOpts()
+		if err != nil {
+			return nil, usageErr(err)
+		}
+		j, err := deliver.OpenJournal(ctx, append(kopts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-journal"), kgo.WithHooks(a.kafkaMetrics())),
+			w, a.log.With("stage", "deliver", "component", "push-journal"), a.reg)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, j.Close)
+		dopts = append(dopts, deliver.WithJournal(j))
+	}
+	d, err := deliver.NewDeliverer(a.cfg.Deliver, &deliver.RegistrySystems{View: view}, pseudo, dopts...)
 	if err != nil {
 		return nil, usageErr(err)
 	}

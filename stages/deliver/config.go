@@ -56,6 +56,10 @@ type Config struct {
 	// runtime's --sink-batch-records): a crash repeats at most the pushes
 	// of the batch in hand, so small batches mean few duplicate pushes.
 	BatchRecords int `yaml:"batch_records"`
+	// JournalWindow is how long the push journal remembers an
+	// acknowledged push (journal.go): a batch redone within it does not
+	// push those messages again. 0 turns the journal off.
+	JournalWindow time.Duration `yaml:"journal_window"`
 	// MaxIdle bounds how long the retry consumer waits before it looks at
 	// the clock again (so an injected clock is noticed in tests).
 	MaxIdle time.Duration `yaml:"max_idle"`
@@ -103,6 +107,7 @@ func DefaultConfig() Config {
 		SlowThreshold:    2 * time.Second,
 		RetryPollRecords: 1000,
 		BatchRecords:     500,
+		JournalWindow:    10 * time.Minute,
 		MaxIdle:          time.Second,
 		PullStoreDir:     "./var/outbox",
 		SFTPReceiptPoll:  30 * time.Second,
@@ -124,6 +129,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SlowThreshold, "deliver-slow-threshold", d.SlowThreshold, "a recipient system whose pushes take longer than this on average gets its new messages in the slow lane (memo.retry.slow), so it does not hold up the others' batches (0: off)")
 	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
 	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch; a crash can repeat the pushes of one batch (same idempotency keys)")
+	fs.DurationVar(&c.JournalWindow, "deliver-journal-window", d.JournalWindow, "how long the push journal remembers acknowledged pushes, so a batch redone after a crash or rebalance does not push them again (memory: about 40 bytes per push in the window; 0: no journal)")
 	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
 	fs.StringVar(&c.PullBaseURL, "deliver-pull-base-url", d.PullBaseURL, "public base URL of the pull API, used in publish/subscribe notifications")
 	fs.StringVar(&c.SFTPKeyFile, "sftp-key-file", "", "memoflow's SSH private key for SFTP recipient systems (ed25519 or RSA >= 2048, unencrypted); without it SFTP deliveries fail with DELIVER_TRANSPORT_CONFIG")
@@ -169,6 +175,8 @@ func (c *Config) Validate() error {
 		return errors.New("deliver.retry_poll_records: must be at least 1")
 	case c.BatchRecords < 0:
 		return errors.New("deliver.batch_records: must be at least 1 (0: the runtime's --sink-batch-records)")
+	case c.JournalWindow < 0:
+		return fmt.Errorf("deliver.journal_window: %v is negative; give a duration such as 10m, or 0 for no push journal", c.JournalWindow)
 	case c.MaxIdle <= 0:
 		return errors.New("deliver.max_idle: must be positive, e.g. 1s")
 	case c.SFTPReceiptPoll < 0:

@@ -63,6 +63,10 @@ type Deliverer struct {
 
 	deactMu     sync.Mutex
 	deactivated map[string]bool
+
+	// journal, when set, remembers acknowledged pushes outside the batch
+	// transaction (journal.go).
+	journal *Journal
 }
 
 // Option configures a Deliverer.
@@ -81,6 +85,10 @@ func WithBlobStore(s blob.Store) Option { return func(d *Deliverer) { d.blobs = 
 // WithDeactivator sets who deactivates systems (the registry writer).
 // Without one, a system is never deactivated (only logged).
 func WithDeactivator(x Deactivator) Option { return func(d *Deliverer) { d.deact = x } }
+
+// WithJournal makes the Deliverer record acknowledged pushes in j and skip
+// the pushes j knows were acknowledged (journal.go).
+func WithJournal(j *Journal) Option { return func(d *Deliverer) { d.journal = j } }
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(d *Deliverer) { d.log = l } }
@@ -172,6 +180,17 @@ func (d *Deliverer) run(ctx context.Context, items []*item) {
 		}
 		bySys[k] = append(bySys[k], it)
 	}
+	if d.journal != nil && len(items) > 0 {
+		// Every acknowledgement written before this batch began (by a
+		// process that held these records and died) must be known
+		// before any of them is pushed.
+		if err := d.journal.Sync(ctx, journalSyncWait); err != nil {
+			d.journal.m.syncs.WithLabelValues("timeout").Inc()
+			d.log.Warn("push journal not in sync; this batch may repeat pushes a dead process made", "err", err)
+		} else {
+			d.journal.m.syncs.WithLabelValues("ok").Inc()
+		}
+	}
 	var wg sync.WaitGroup
 	now := d.now()
 	for _, k := range order {
@@ -227,6 +246,16 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 	if !ok {
 		d.failed(ctx, it, nil, attemptErr(CodeUnknownSystem, "recipient system %q is not in the registry", env.Destination), false)
 		return
+	}
+	if d.journal != nil {
+		if at, ok := d.journal.Acked(env.MessageUUID, env.Attempt); ok {
+			// Acknowledged by the system before this batch was redone
+			// (even if the system changed since): the outcome as it
+			// was, without a second push.
+			d.journal.m.skips.Inc()
+			d.delivered(it, &sys, at)
+			return
+		}
 	}
 	switch {
 	case !sys.Active:
@@ -343,8 +372,14 @@ func (d *Deliverer) deliver(ctx context.Context, it *item) {
 		d.failed(ctx, it, &sys, aerr, false)
 		return
 	}
+	if d.journal != nil {
+		d.journal.Record(env.MessageUUID, env.Attempt, now)
+	}
 	d.delivered(it, &sys, now)
 }
+
+// journalSyncWait bounds how long a batch waits for the push journal.
+const journalSyncWait = 10 * time.Second
 
 // alert counts a permanent failure that is a fault of the system's (or
 // memoflow's) setup: it hits every message to the system, so operators

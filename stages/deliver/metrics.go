@@ -15,6 +15,15 @@ type metrics struct {
 	pull          *prometheus.CounterVec
 	configErrors  *prometheus.CounterVec
 	receiptFiles  *prometheus.CounterVec
+	journal       *journalMetrics
+}
+
+// journalMetrics are the push journal's (journal.go).
+type journalMetrics struct {
+	entries prometheus.Gauge
+	errors  prometheus.Counter
+	skips   prometheus.Counter
+	syncs   *prometheus.CounterVec
 }
 
 // newMetrics registers on r; nil means unregistered (tests).
@@ -53,6 +62,24 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Namespace: "memoflow", Subsystem: "deliver", Name: "sftp_receipt_files_total",
 			Help: "SFTP receipt files picked up: relayed, duplicate (already relayed), invalid (moved to failed/), retry (left for the next poll).",
 		}, []string{"outcome"}),
+		journal: &journalMetrics{
+			entries: prometheus.NewGauge(prometheus.GaugeOpts{
+				Namespace: "memoflow", Subsystem: "deliver", Name: "journal_entries",
+				Help: "Acknowledged pushes the push journal holds in memory (the last --deliver-journal-window).",
+			}),
+			errors: prometheus.NewCounter(prometheus.CounterOpts{
+				Namespace: "memoflow", Subsystem: "deliver", Name: "journal_write_errors_total",
+				Help: "Acknowledged pushes whose journal record could not be written: each may be pushed again if its batch is redone.",
+			}),
+			skips: prometheus.NewCounter(prometheus.CounterOpts{
+				Namespace: "memoflow", Subsystem: "deliver", Name: "journal_skips_total",
+				Help: "Pushes not repeated in a redone batch because the journal says the system acknowledged them.",
+			}),
+			syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Namespace: "memoflow", Subsystem: "deliver", Name: "journal_syncs_total",
+				Help: "Batches that waited for the journal to be read to its end: ok, or timeout (the batch may repeat pushes).",
+			}, []string{"result"}),
+		},
 	}
 	if r != nil {
 		// The deliver stage and the pull API may share a registry in one
@@ -65,6 +92,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		m.pull = register(r, m.pull)
 		m.configErrors = register(r, m.configErrors)
 		m.receiptFiles = register(r, m.receiptFiles)
+		m.journal.entries = register(r, m.journal.entries)
+		m.journal.errors = register(r, m.journal.errors)
+		m.journal.skips = register(r, m.journal.skips)
+		m.journal.syncs = register(r, m.journal.syncs)
 	}
 	return m
 }
