@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,9 @@ type app struct {
 	deps     deps
 	// generate allows creating local secrets and demo tokens (memoflow run).
 	generate bool
+	// demoForwardClient, set by the demo seed, is the forward stage's HTTP
+	// client trusting the demo's pickup URL (demo_sim.go); nil otherwise.
+	demoForwardClient *http.Client
 }
 
 func newApp(cfg *Config, stderr io.Writer) *app {

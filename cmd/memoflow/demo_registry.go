@@ -55,6 +55,9 @@ func seedDemoRegistry(ctx context.Context, a *app, o *demoOptions) error {
 	if o == nil || !o.enabled || a.cfg.Auth.TokensFile != "" {
 		return nil // a configured token file means a real deployment
 	}
+	if err := ensureDemoSupplierToken(a); err != nil {
+		return err
+	}
 	view, err := a.registryView(ctx)
 	if err != nil {
 		return err
@@ -77,7 +80,10 @@ func seedDemoRegistry(ctx context.Context, a *app, o *demoOptions) error {
 		}
 		a.log.Info("demo forwarding", "companies", len(es)-1, "every", demoForwardEvery, "to", demoTrustedCVR, "kind", registry.ForwardSecureMailbox.String())
 	}
-	return startDemoTransports(ctx, a, w, view)
+	if err := startDemoTransports(ctx, a, w, view); err != nil {
+		return err
+	}
+	return startDemoStandard(ctx, a, w, view, o.seeds)
 }
 
 // The demo's forwarding of company post (seed 001, "Videresendelse fra
@@ -88,8 +94,8 @@ func seedDemoRegistry(ctx context.Context, a *app, o *demoOptions) error {
 // generated send exercises the forward stage: each such letter lands in
 // the company's mailbox, and a copy under its own messageUUID reaches the
 // third party's mailbox (MESSAGE_FORWARDED_TO_TRUSTED in the event log).
-// A pickup forward is not in the demo: the pickup system must be https
-// with a certificate the forward stage trusts (the system roots).
+// Pickup forwarding (a POST to the company's pickup URL) is the demo's
+// too: demo_standard.go.
 const (
 	demoTrustedCVR   = "10000016" // "Demo Revision ApS"; not a CVR the generator draws (TestDemoForwarding)
 	demoForwardEvery = 20

@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/forward"
 )
 
@@ -39,8 +40,12 @@ func init() {
 					return nil, usageErr(err)
 				}
 			}
-			st, err := forward.New(cfg, view, pseudo, forward.WithBlobStore(blobs),
-				forward.WithLogger(a.log.With("stage", "forward")), forward.WithRegisterer(a.reg))
+			fopts := []forward.Option{forward.WithBlobStore(blobs),
+				forward.WithLogger(a.log.With("stage", "forward")), forward.WithRegisterer(a.reg)}
+			if a.demoForwardClient != nil {
+				fopts = append(fopts, forward.WithHTTPClient(a.demoForwardClient))
+			}
+			st, err := forward.New(cfg, view, pseudo, fopts...)
 			if err != nil {
 				return nil, usageErr(err)
 			}
@@ -49,7 +54,8 @@ func init() {
 				return nil, usageErr(err)
 			}
 			tm, err := forward.NewTimer(st, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-forward-timer"),
-				kgo.WithHooks(a.kafkaMetrics())), "memoflow-forward-timer")
+				kgo.WithHooks(a.kafkaMetrics())), "memoflow-forward-timer",
+				deliver.TransactionalID("memoflow-forward-timer-"+a.cfg.Runner.ReplicaID))
 			if err != nil {
 				return nil, err
 			}
