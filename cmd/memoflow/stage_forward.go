@@ -6,7 +6,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/pipeline"
-	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/forward"
 )
 
@@ -54,8 +53,7 @@ func init() {
 				return nil, usageErr(err)
 			}
 			tm, err := forward.NewTimer(st, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-forward-timer"),
-				kgo.WithHooks(a.kafkaMetrics())), "memoflow-forward-timer",
-				deliver.TransactionalID("memoflow-forward-timer-"+a.cfg.Runner.ReplicaID))
+				kgo.WithHooks(a.kafkaMetrics())), "memoflow-forward-timer")
 			if err != nil {
 				return nil, err
 			}
