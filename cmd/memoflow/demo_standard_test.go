@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/segmentio/encoding/json"
+	"github.com/spf13/cobra"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/memoflow/memoflow/internal/auth"
 	"github.com/memoflow/memoflow/internal/chconn/chtest"
 	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
@@ -276,5 +278,83 @@ func TestDemoStandardAndPickupRun(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
+	}
+}
+
+// TestDemoSupplierToken: a fresh var dir gets the sender, the admin and
+// the supplier in its token file, each token file naming a principal the
+// file knows; a token file from before the supplier gets it added once;
+// the file's principals stay the ones it had.
+func TestDemoSupplierToken(t *testing.T) {
+	newDemoApp := func(dir string) *app {
+		cmd := &cobra.Command{Use: "run"}
+		cfg := bindConfig(cmd)
+		if err := cmd.ParseFlags([]string{"--var-dir", dir, "--log-level", "error"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := loadConfig(cmd, cfg); err != nil {
+			t.Fatal(err)
+		}
+		a := newApp(cfg, io.Discard)
+		a.generate = true
+		t.Cleanup(a.close)
+		return a
+	}
+	principals := func(dir string) map[string]string {
+		s := auth.NewMemStore()
+		if _, err := auth.LoadFile(filepath.Join(dir, "tokens.yaml"), s); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, name := range []string{"sender", "admin", "supplier"} {
+			b, err := os.ReadFile(filepath.Join(dir, "demo", name+".token"))
+			if err != nil {
+				continue
+			}
+			p, ok := s.Lookup(auth.HashToken(strings.TrimSpace(string(b))))
+			if !ok {
+				t.Fatalf("%s.token is not in the token file", name)
+			}
+			out[name] = p.ID + "@" + p.Org + ":" + fmt.Sprint(p.Roles)
+		}
+		return out
+	}
+
+	fresh := t.TempDir()
+	if err := ensureDemoSupplierToken(newDemoApp(fresh)); err != nil {
+		t.Fatal(err)
+	}
+	got := principals(fresh)
+	if len(got) != 3 || got["supplier"] != demoSupplier+"@"+demoSupplierCVR+":[supplier]" || !strings.HasPrefix(got["sender"], demoSender+"@") {
+		t.Fatalf("fresh: %v", got)
+	}
+	before, _ := os.ReadFile(filepath.Join(fresh, "tokens.yaml"))
+	if err := ensureDemoSupplierToken(newDemoApp(fresh)); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(fresh, "tokens.yaml")); !bytes.Equal(before, after) {
+		t.Fatal("a second start rewrote the token file")
+	}
+
+	// A var dir from before the supplier: sender and admin only.
+	old := t.TempDir()
+	if err := writeDemoTokens(newDemoApp(old), filepath.Join(old, "tokens.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	was := principals(old)
+	a := newDemoApp(old)
+	if _, err := a.tokenStore(true); err != nil { // loaded before the upgrade: the process learns it too
+		t.Fatal(err)
+	}
+	if err := ensureDemoSupplierToken(a); err != nil {
+		t.Fatal(err)
+	}
+	now := principals(old)
+	if len(was) != 2 || len(now) != 3 || now["sender"] != was["sender"] || now["admin"] != was["admin"] || now["supplier"] == "" {
+		t.Fatalf("upgrade: before %v, after %v", was, now)
+	}
+	b, _ := os.ReadFile(filepath.Join(old, "demo", "supplier.token"))
+	if _, ok := a.deps.tokens.Lookup(auth.HashToken(strings.TrimSpace(string(b)))); !ok {
+		t.Fatal("the running process's token store does not know the new supplier")
 	}
 }
