@@ -264,7 +264,7 @@ func TestCreateSecretsOCESBundle(t *testing.T) {
 		{name: "the bundle alone adds it", env: []string{"OCES_CA_FILE=" + good}, existing: oldNoCA,
 			want: map[string][]byte{"ssh-key": []byte("old ssh key"), "function-cert": []byte("old cert"), "function-key": []byte("old key"), "recipient-ca": devBundle}},
 		{name: "the bundle alone, no Secret", env: []string{"OCES_CA_FILE=" + good},
-			wantErr: []string{"OCES_CA_FILE alone replaces recipient-ca of an existing memoflow-transport, and there is none"}},
+			wantErr: []string{"OCES_CA_FILE without the key files replaces recipient-ca of an existing memoflow-transport, and there is none"}},
 		{name: "a bad bundle alone", env: []string{"OCES_CA_FILE=" + leaf}, existing: oldTransport,
 			wantErr: []string{"is not a CA certificate"}},
 

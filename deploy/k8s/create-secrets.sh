@@ -27,10 +27,13 @@
 #                         PEM) that SMTP recipient systems' certificates must chain to. Each block
 #                         must be an unexpired CA certificate (checked with openssl when it is
 #                         installed) before anything is applied. Without OCES_CA_FILE the
-#                         recipient-ca of an existing Secret is kept; OCES_CA_FILE alone replaces
-#                         only recipient-ca of the existing Secret (rotation of the CA bundle).
+#                         recipient-ca of an existing Secret is kept; OCES_CA_FILE without the
+#                         three key files replaces only recipient-ca of the existing Secret
+#                         (rotation of the CA bundle: the private keys need not be at hand).
 #                         With --production the Secret is refused without recipient-ca: a
 #                         production system checks the recipient systems' certificates.
+#                         Where the bundle comes from and how it rotates: docs/operations.md,
+#                         "SFTP and SMTP credentials".
 #   with --production, from API_TLS_CERT_FILE and API_TLS_KEY_FILE (e.g. from cert-manager):
 #   memoflow-api-tls:     tls.crt, tls.key   ingest, eventquery, receipts-api (--http-tls-*)
 #   with --production, copied from Strimzi (KAFKA_NAMESPACE, default kafka):
@@ -183,10 +186,10 @@ if [ -n "$transport_files" ]; then
   transport=apply
 elif [ -n "$ca_file" ]; then
   [ "$transport" = keep ] ||
-    die "OCES_CA_FILE alone replaces recipient-ca of an existing memoflow-transport, and there is none in $NAMESPACE: give SFTP_KEY_FILE, FUNCTION_CERT_FILE and FUNCTION_KEY_FILE too"
+    die "OCES_CA_FILE without the key files replaces recipient-ca of an existing memoflow-transport, and there is none in $NAMESPACE: give SFTP_KEY_FILE, FUNCTION_CERT_FILE and FUNCTION_KEY_FILE too"
   transport=ca
 elif [ "$transport" = keep ] && [ -z "$existing_ca" ] && [ "$production" = 1 ]; then
-  die "memoflow-transport exists without recipient-ca; $no_ca: OCES_CA_FILE alone adds it to the existing Secret"
+  die "memoflow-transport exists without recipient-ca; $no_ca: OCES_CA_FILE without the key files adds it to the existing Secret"
 fi
 
 kubectl get namespace "$NAMESPACE" >/dev/null 2>&1 || kubectl create namespace "$NAMESPACE"
@@ -230,7 +233,7 @@ case "$transport" in
   keep)
     echo "memoflow-transport exists: kept"
     [ -n "$existing_ca" ] ||
-      echo "create-secrets.sh: warning: memoflow-transport has no recipient-ca: components/transport mounts it, so deliver's new pods wait in ContainerCreating; give OCES_CA_FILE (alone, it is added to the existing Secret)" >&2
+      echo "create-secrets.sh: warning: memoflow-transport has no recipient-ca: components/transport mounts it, so deliver's new pods wait in ContainerCreating; give OCES_CA_FILE (without the key files it is added to the existing Secret)" >&2
     ;;
   none)
     echo "memoflow-transport: skipped (SFTP_KEY_FILE, FUNCTION_CERT_FILE, FUNCTION_KEY_FILE, OCES_CA_FILE not given)."
