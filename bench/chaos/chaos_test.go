@@ -64,12 +64,12 @@ func TestChaosShort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// MEMOFLOW_CHAOS_SHORT_BROKER_KILLS=1 adds broker kills to the run
+	// CHAOS_SHORT_BROKER_KILLS=1 adds broker kills to the run
 	// (how the runs in docs/reliability.md were made).
 	brokerKills := 0
-	if v := os.Getenv("MEMOFLOW_CHAOS_SHORT_BROKER_KILLS"); v != "" {
+	if v := os.Getenv("CHAOS_SHORT_BROKER_KILLS"); v != "" {
 		if brokerKills, err = strconv.Atoi(v); err != nil || brokerKills < 0 {
-			t.Fatalf("MEMOFLOW_CHAOS_SHORT_BROKER_KILLS=%q: want a count", v)
+			t.Fatalf("CHAOS_SHORT_BROKER_KILLS=%q: want a count", v)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

@@ -38,7 +38,8 @@ func init() {
 					return nil, err
 				}
 				rc, err := deliver.NewRetryConsumer(d, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-retry"),
-					kgo.WithHooks(a.kafkaMetrics())), "memoflow-deliver-retry")
+					kgo.WithHooks(a.kafkaMetrics())), "memoflow-deliver-retry",
+					deliver.TransactionalID("memoflow-deliver-retry-"+a.cfg.Runner.ReplicaID))
 				if err != nil {
 					return nil, err
 				}
@@ -121,7 +122,8 @@ func init() {
 				}
 				log := a.log.With("stage", "receipt-push")
 				c, err := deliver.NewReceiptPushConsumer(deliver.DefaultReceiptPushConfig(), &deliver.RegistrySenders{View: view},
-					append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-receipt-push")), "memoflow-receipt-push", nil, time.Now, log)
+					append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-receipt-push")), "memoflow-receipt-push", nil, time.Now, log,
+					deliver.TransactionalID("memoflow-receipt-push-"+a.cfg.Runner.ReplicaID))
 				if err != nil {
 					return err
 				}

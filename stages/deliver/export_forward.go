@@ -50,12 +50,12 @@ func (a delayAdapter) handle(ctx context.Context, recs []*kgo.Record) ([]*kgo.Re
 // NewDelayConsumer returns the redelivery schedule's consumer (pause a
 // partition until its head is due, produce the outcomes, then commit)
 // over topics with h in group.
-func NewDelayConsumer(h DelayHandler, topics []string, opts []kgo.Opt, group string, now func() time.Time, maxIdle time.Duration, poll int, log *slog.Logger) (*RetryConsumer, error) {
+func NewDelayConsumer(h DelayHandler, topics []string, opts []kgo.Opt, group string, now func() time.Time, maxIdle time.Duration, poll int, log *slog.Logger, dopts ...DelayOption) (*RetryConsumer, error) {
 	if now == nil {
 		now = time.Now
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return newDelayConsumer(delayAdapter{h}, topics, opts, group, now, maxIdle, poll, noGauge{}, log)
+	return newDelayConsumer(delayAdapter{h}, topics, opts, group, now, maxIdle, poll, noGauge{}, log, dopts...)
 }

@@ -117,7 +117,7 @@ type receiptSender struct {
 }
 
 // NewReceiptPushConsumer returns the consumer that POSTs queued receipts.
-func NewReceiptPushConsumer(cfg ReceiptPushConfig, senders SenderEndpoints, opts []kgo.Opt, group string, client *http.Client, now func() time.Time, log *slog.Logger) (*RetryConsumer, error) {
+func NewReceiptPushConsumer(cfg ReceiptPushConfig, senders SenderEndpoints, opts []kgo.Opt, group string, client *http.Client, now func() time.Time, log *slog.Logger, dopts ...DelayOption) (*RetryConsumer, error) {
 	if cfg.Gap <= 0 || cfg.MaxAttempts < 1 || cfg.Timeout <= 0 || cfg.PerSender < 1 || cfg.MaxIdle <= 0 || cfg.PollRecords < 1 {
 		return nil, errors.New("deliver: receipt push: gap, max attempts, timeout, per-sender, max idle and poll records must be positive")
 	}
@@ -131,7 +131,7 @@ func NewReceiptPushConsumer(cfg ReceiptPushConfig, senders SenderEndpoints, opts
 		log = slog.Default()
 	}
 	h := &receiptSender{cfg: cfg, senders: senders, client: client, now: now, log: log}
-	return newDelayConsumer(h, []string{TopicReceiptPush, TopicReceiptPushRetry}, opts, group, now, cfg.MaxIdle, cfg.PollRecords, noGauge{}, log)
+	return newDelayConsumer(h, []string{TopicReceiptPush, TopicReceiptPushRetry}, opts, group, now, cfg.MaxIdle, cfg.PollRecords, noGauge{}, log, dopts...)
 }
 
 type noGauge struct{}

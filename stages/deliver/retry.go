@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -30,6 +32,18 @@ type RetryConsumer struct {
 	cl        *kgo.Client
 	log       *slog.Logger
 	topics    []string
+
+	// With a transactional id (TransactionalID), the outcomes and the
+	// offsets of a batch of due records commit in one Kafka transaction of
+	// txp, so a crash or a failed commit never leaves outcomes without
+	// their offsets (which processing the records again would double).
+	// newClients makes the consumer (and txp) again after a failure whose
+	// outcome is unknown: the new member starts from the committed offsets.
+	group      string
+	txid       string
+	txp        *kgo.Client
+	newClients func() (*kgo.Client, *kgo.Client, error)
+	topicIDs   map[string][16]byte // TxnOffsetCommit v6+ names topics by id
 
 	mu   sync.Mutex
 	held map[tp][]*kgo.Record
@@ -58,28 +72,64 @@ type tp struct {
 	part  int32
 }
 
+// DelayOption configures a delay consumer.
+type DelayOption func(*RetryConsumer)
+
+// TransactionalID makes the consumer commit the outcomes of due records and
+// their offsets in one Kafka transaction under id (unique per replica and
+// stable across its restarts, like a stage's): exactly-once outputs, so an
+// event is never produced twice. Without it, outputs are produced and then
+// the offsets committed: a crash in between produces them again.
+func TransactionalID(id string) DelayOption { return func(rc *RetryConsumer) { rc.txid = id } }
+
 // NewRetryConsumer returns a consumer of d's delay topics in group; opts
 // carry the brokers and security settings.
-func NewRetryConsumer(d *Deliverer, opts []kgo.Opt, group string) (*RetryConsumer, error) {
+func NewRetryConsumer(d *Deliverer, opts []kgo.Opt, group string, dopts ...DelayOption) (*RetryConsumer, error) {
 	log := d.log.With("component", "deliver-retry")
-	return newDelayConsumer(deliveries{d, log}, d.cfg.RetryTopics(), opts, group, d.now, d.cfg.MaxIdle, d.cfg.RetryPollRecords, d.metrics.retryWaiting, log)
+	return newDelayConsumer(deliveries{d, log}, d.cfg.RetryTopics(), opts, group, d.now, d.cfg.MaxIdle, d.cfg.RetryPollRecords, d.metrics.retryWaiting, log, dopts...)
 }
 
-func newDelayConsumer(h delayHandler, topics []string, opts []kgo.Opt, group string, now func() time.Time, maxIdle time.Duration, poll int, held prometheusGauge, log *slog.Logger) (*RetryConsumer, error) {
-	rc := &RetryConsumer{h: h, now: now, maxIdle: maxIdle, poll: poll, heldGauge: held, log: log, topics: topics, held: map[tp][]*kgo.Record{}}
-	lost := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { rc.forget(m) }
-	cl, err := kgo.NewClient(append(opts,
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(rc.topics...),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.OnPartitionsRevoked(lost), kgo.OnPartitionsLost(lost),
-	)...)
-	if err != nil {
-		return nil, fmt.Errorf("deliver: retry consumer: %w", err)
+func newDelayConsumer(h delayHandler, topics []string, opts []kgo.Opt, group string, now func() time.Time, maxIdle time.Duration, poll int, held prometheusGauge, log *slog.Logger, dopts ...DelayOption) (*RetryConsumer, error) {
+	rc := &RetryConsumer{h: h, now: now, maxIdle: maxIdle, poll: poll, heldGauge: held, log: log, topics: topics, held: map[tp][]*kgo.Record{}, group: group}
+	for _, o := range dopts {
+		o(rc)
 	}
-	rc.cl = cl
+	lost := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { rc.forget(m) }
+	opts = append([]kgo.Opt(nil), opts...)
+	rc.newClients = func() (*kgo.Client, *kgo.Client, error) {
+		copts := append(opts,
+			kgo.ConsumerGroup(group),
+			kgo.ConsumeTopics(rc.topics...),
+			kgo.DisableAutoCommit(),
+			kgo.BlockRebalanceOnPoll(),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.OnPartitionsRevoked(lost), kgo.OnPartitionsLost(lost),
+		)
+		if rc.txid != "" {
+			// Offsets a transaction of this group has pending are not
+			// handed out until it ends: a new member starts after them
+			// only if they committed.
+			copts = append(copts, kgo.RequireStableFetchOffsets())
+		}
+		cl, err := kgo.NewClient(copts...)
+		if err != nil {
+			return nil, nil, fmt.Errorf("deliver: delay consumer: %w", err)
+		}
+		if rc.txid == "" {
+			return cl, nil, nil
+		}
+		txp, err := kgo.NewClient(append(opts, kgo.TransactionalID(rc.txid), kgo.TransactionTimeout(time.Minute))...)
+		if err != nil {
+			cl.Close()
+			return nil, nil, fmt.Errorf("deliver: delay consumer's transactional producer: %w", err)
+		}
+		return cl, txp, nil
+	}
+	cl, txp, err := rc.newClients()
+	if err != nil {
+		return nil, err
+	}
+	rc.cl, rc.txp = cl, txp
 	return rc, nil
 }
 
@@ -111,10 +161,56 @@ func dueAt(r *kgo.Record) int64 {
 }
 
 // Close leaves the group.
-func (rc *RetryConsumer) Close() { rc.cl.Close() }
+func (rc *RetryConsumer) Close() {
+	rc.mu.Lock()
+	cl, txp := rc.cl, rc.txp
+	rc.mu.Unlock()
+	cl.AllowRebalance()
+	cl.Close()
+	if txp != nil {
+		txp.Close()
+	}
+}
+
+// errRestartClients: a transaction's outcome is unknown or it was aborted
+// after the records were consumed; the consumer starts again from the
+// committed offsets with new clients.
+var errRestartClients = errors.New("delay consumer: transaction not committed; starting again from the committed offsets")
 
 // Run consumes until ctx ends.
 func (rc *RetryConsumer) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := rc.run(ctx)
+		if !errors.Is(err, errRestartClients) || ctx.Err() != nil {
+			return err
+		}
+		rc.log.Warn("delay consumer: starting new clients", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+		// Leave the group first (a member blocking rebalances cannot
+		// leave), so the new member does not wait out the old one.
+		rc.cl.AllowRebalance()
+		rc.cl.Close()
+		if rc.txp != nil {
+			rc.txp.Close()
+		}
+		cl, txp, nerr := rc.newClients()
+		if nerr != nil {
+			return nerr
+		}
+		rc.mu.Lock()
+		rc.cl, rc.txp = cl, txp
+		rc.held = map[tp][]*kgo.Record{}
+		rc.mu.Unlock()
+	}
+}
+
+func (rc *RetryConsumer) run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		due, wake := rc.takeDue()
 		if len(due) == 0 {
@@ -213,18 +309,16 @@ func (rc *RetryConsumer) split(f kgo.Fetches) (due []*kgo.Record) {
 }
 
 // process hands due records to the handler, produces what follows and
-// commits their offsets. A crash between the produce and the commit
-// processes these records again: for deliveries, only a push whose outcome
-// was not yet committed is ever repeated, with the same idempotency key.
+// commits their offsets: in one transaction with a TransactionalID (a
+// failure restarts the consumer from the committed offsets, so no outcome
+// is ever produced twice), else produce then commit (a crash in between
+// processes these records again). For deliveries, a push repeated that way
+// carries the same idempotency key, and the push journal keeps an
+// acknowledged one from being repeated at all.
 func (rc *RetryConsumer) process(ctx context.Context, recs []*kgo.Record) error {
 	out, err := rc.h.handle(ctx, recs)
 	if err != nil {
 		return err
-	}
-	if len(out) > 0 {
-		if err := rc.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-			return fmt.Errorf("deliver: delayed outcomes: %w", err)
-		}
 	}
 	offs := map[string]map[int32]kgo.EpochOffset{}
 	for _, r := range recs {
@@ -233,6 +327,14 @@ func (rc *RetryConsumer) process(ctx context.Context, recs []*kgo.Record) error 
 		}
 		if o, ok := offs[r.Topic][r.Partition]; !ok || r.Offset+1 > o.Offset {
 			offs[r.Topic][r.Partition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+		}
+	}
+	if rc.txp != nil && len(out) > 0 {
+		return rc.commitTxn(ctx, out, offs)
+	}
+	if len(out) > 0 {
+		if err := rc.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
+			return fmt.Errorf("deliver: delayed outcomes: %w", err)
 		}
 	}
 	var cerr error
@@ -252,6 +354,107 @@ func (rc *RetryConsumer) process(ctx context.Context, recs []*kgo.Record) error 
 		// The outcomes are produced; the records will be processed again
 		// by whoever owns the partitions next (same idempotency keys).
 		rc.log.Warn("retry consumer: commit failed", "err", cerr)
+	}
+	return nil
+}
+
+// commitTxn produces out and commits offs in one transaction, as a
+// consume-transform-produce loop does (AddOffsetsToTxn, TxnOffsetCommit
+// with this member's generation, EndTxn). Any failure aborts if it can and
+// returns errRestartClients: the records were consumed, so only a new
+// member reading the committed offsets knows whether to process them again.
+func (rc *RetryConsumer) commitTxn(ctx context.Context, out []*kgo.Record, offs map[string]map[int32]kgo.EpochOffset) error {
+	// The work is done; ending its transaction must not be cut short by
+	// shutdown (an unended transaction holds the partitions' offsets
+	// until it times out).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	fail := func(step string, err error) error {
+		if aerr := rc.txp.EndTransaction(ctx, kgo.TryAbort); aerr != nil {
+			rc.log.Warn("delay consumer: abort failed", "err", aerr)
+		}
+		return fmt.Errorf("%w: %s: %w", errRestartClients, step, err)
+	}
+	if err := rc.txp.BeginTransaction(); err != nil {
+		return fmt.Errorf("%w: begin: %w", errRestartClients, err)
+	}
+	if err := rc.txp.ProduceSync(ctx, out...).FirstErr(); err != nil {
+		return fail("produce outcomes", err)
+	}
+	id, epoch, err := rc.txp.ProducerID(ctx)
+	if err != nil {
+		return fail("producer id", err)
+	}
+	member, gen := rc.cl.GroupMetadata()
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = rc.txid, id, epoch, rc.group
+	ar, err := add.RequestWith(ctx, rc.txp)
+	if err == nil {
+		err = kerr.ErrorForCode(ar.ErrorCode)
+	}
+	if err != nil {
+		return fail("add offsets to transaction", err)
+	}
+	if err := rc.lookupTopicIDs(ctx, offs); err != nil {
+		return fail("topic ids", err)
+	}
+	tc := kmsg.NewPtrTxnOffsetCommitRequest()
+	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch = rc.txid, rc.group, id, epoch
+	tc.Generation, tc.MemberID = gen, member
+	for t, ps := range offs {
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID = t, rc.topicIDs[t]
+		for p, o := range ps {
+			rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch = p, o.Offset, o.Epoch
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		tc.Topics = append(tc.Topics, rt)
+	}
+	tr, err := tc.RequestWith(ctx, rc.txp)
+	if err == nil {
+		for _, t := range tr.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && err == nil {
+					err = fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, perr)
+				}
+			}
+		}
+	}
+	if err != nil {
+		return fail("commit offsets in transaction", err)
+	}
+	if err := rc.txp.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		// Committed or not: the new member's stable offset fetch tells.
+		return fmt.Errorf("%w: end transaction: %w", errRestartClients, err)
+	}
+	return nil
+}
+
+// lookupTopicIDs fills rc.topicIDs for the topics of offs it lacks.
+func (rc *RetryConsumer) lookupTopicIDs(ctx context.Context, offs map[string]map[int32]kgo.EpochOffset) error {
+	var missing []string
+	for t := range offs {
+		if _, ok := rc.topicIDs[t]; !ok {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	md, err := kadm.NewClient(rc.txp).Metadata(ctx, missing...)
+	if err != nil {
+		return err
+	}
+	if rc.topicIDs == nil {
+		rc.topicIDs = map[string][16]byte{}
+	}
+	for _, t := range missing {
+		d, ok := md.Topics[t]
+		if !ok || d.Err != nil {
+			return fmt.Errorf("topic %s: no metadata (%v)", t, d.Err)
+		}
+		rc.topicIDs[t] = d.ID
 	}
 	return nil
 }

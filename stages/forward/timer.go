@@ -53,9 +53,10 @@ func (m mover) Handle(_ context.Context, recs []*kgo.Record) ([]*kgo.Record, err
 
 // NewTimer returns the timer over memo.forward.retry in group (opts: the
 // brokers and security settings).
-func NewTimer(s *Stage, opts []kgo.Opt, group string) (*Timer, error) {
+// dopts: deliver.TransactionalID makes the moves exactly-once.
+func NewTimer(s *Stage, opts []kgo.Opt, group string, dopts ...deliver.DelayOption) (*Timer, error) {
 	log := s.log.With("component", "forward-timer")
-	rc, err := deliver.NewDelayConsumer(mover{s.metrics}, []string{pipeline.TopicForwardRetry}, opts, group, s.now, s.cfg.MaxIdle, s.cfg.RetryPollRecords, log)
+	rc, err := deliver.NewDelayConsumer(mover{s.metrics}, []string{pipeline.TopicForwardRetry}, opts, group, s.now, s.cfg.MaxIdle, s.cfg.RetryPollRecords, log, dopts...)
 	if err != nil {
 		return nil, err
 	}
