@@ -37,9 +37,8 @@ func init() {
 				if err := ensureRetryTopics(ctx, a, opts); err != nil {
 					return nil, err
 				}
-				rc, err := deliver.NewRetryConsumer(d, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-retry"),
-					kgo.WithHooks(a.kafkaMetrics())), "memoflow-deliver-retry",
-					deliver.TransactionalID("memoflow-deliver-retry-"+a.cfg.Runner.ReplicaID))
+				rc, err := deliver.NewRetryConsumer(d, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-retry")), "memoflow-deliver-retry",
+					deliver.TransactionalID("memoflow-deliver-retry-"+a.cfg.Runner.ReplicaID), deliver.ConsumerHooks(a.kafkaMetrics()))
 				if err != nil {
 					return nil, err
 				}
@@ -226,7 +225,7 @@ func (a *app) deliverer(ctx context.Context) (*deliver.Deliverer, error) {
 		if err != nil {
 			return nil, usageErr(err)
 		}
-		j, err := deliver.OpenJournal(ctx, append(kopts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-journal"), kgo.WithHooks(a.kafkaMetrics())),
+		j, err := deliver.OpenJournal(ctx, append(kopts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-journal")),
 			w, a.log.With("stage", "deliver", "component", "push-journal"), a.reg)
 		if err != nil {
 			return nil, err

@@ -44,6 +44,7 @@ type RetryConsumer struct {
 	txp        *kgo.Client
 	newClients func() (*kgo.Client, *kgo.Client, error)
 	topicIDs   map[string][16]byte // TxnOffsetCommit v6+ names topics by id
+	hooks      []kgo.Hook          // the consumer's only (ConsumerHooks)
 
 	mu   sync.Mutex
 	held map[tp][]*kgo.Record
@@ -82,6 +83,13 @@ type DelayOption func(*RetryConsumer)
 // the offsets committed: a crash in between produces them again.
 func TransactionalID(id string) DelayOption { return func(rc *RetryConsumer) { rc.txid = id } }
 
+// ConsumerHooks adds hooks (e.g. kprom metrics) to the consumer client
+// only: a hook that registers per client must not see the transactional
+// producer too.
+func ConsumerHooks(h ...kgo.Hook) DelayOption {
+	return func(rc *RetryConsumer) { rc.hooks = append(rc.hooks, h...) }
+}
+
 // NewRetryConsumer returns a consumer of d's delay topics in group; opts
 // carry the brokers and security settings.
 func NewRetryConsumer(d *Deliverer, opts []kgo.Opt, group string, dopts ...DelayOption) (*RetryConsumer, error) {
@@ -105,6 +113,9 @@ func newDelayConsumer(h delayHandler, topics []string, opts []kgo.Opt, group str
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.OnPartitionsRevoked(lost), kgo.OnPartitionsLost(lost),
 		)
+		if len(rc.hooks) > 0 {
+			copts = append(copts, kgo.WithHooks(rc.hooks...))
+		}
 		if rc.txid != "" {
 			// Offsets a transaction of this group has pending are not
 			// handed out until it ends: a new member starts after them
