@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/pipeline"
+	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/forward"
 )
 
@@ -52,8 +53,8 @@ func init() {
 			if err != nil {
 				return nil, usageErr(err)
 			}
-			tm, err := forward.NewTimer(st, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-forward-timer"),
-				kgo.WithHooks(a.kafkaMetrics())), "memoflow-forward-timer")
+			tm, err := forward.NewTimer(st, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-forward-timer")), "memoflow-forward-timer",
+				deliver.TransactionalID("memoflow-forward-timer-"+a.cfg.Runner.ReplicaID), deliver.ConsumerHooks(a.kafkaMetrics()))
 			if err != nil {
 				return nil, err
 			}
