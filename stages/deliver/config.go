@@ -53,8 +53,9 @@ type Config struct {
 	// RetryPollRecords bounds one poll of the retry consumer.
 	RetryPollRecords int `yaml:"retry_poll_records"`
 	// BatchRecords bounds the records of one sink batch (below the
-	// runtime's --sink-batch-records): a crash repeats at most the pushes
-	// of the batch in hand, so small batches mean few duplicate pushes.
+	// runtime's --sink-batch-records): a crash redoes the batch in hand,
+	// and without the push journal repeats its acknowledged pushes, so
+	// small batches mean few duplicate pushes.
 	BatchRecords int `yaml:"batch_records"`
 	// JournalWindow is how long the push journal remembers an
 	// acknowledged push (journal.go): a batch redone within it does not
@@ -128,7 +129,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.BreakerCooldown, "deliver-breaker-cooldown", d.BreakerCooldown, "how long an open circuit stays open before one probe")
 	fs.DurationVar(&c.SlowThreshold, "deliver-slow-threshold", d.SlowThreshold, "a recipient system whose pushes take longer than this on average gets its new messages in the slow lane (memo.retry.slow), so it does not hold up the others' batches (0: off)")
 	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
-	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch; a crash can repeat the pushes of one batch (same idempotency keys)")
+	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch (one transaction); with the push journal a crash repeats only the pushes in flight, without it every acknowledged push of the batch (same idempotency keys)")
 	fs.DurationVar(&c.JournalWindow, "deliver-journal-window", d.JournalWindow, "how long the push journal remembers acknowledged pushes, so a batch redone after a crash or rebalance does not push them again (memory: about 40 bytes per push in the window; 0: no journal)")
 	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
 	fs.StringVar(&c.PullBaseURL, "deliver-pull-base-url", d.PullBaseURL, "public base URL of the pull API, used in publish/subscribe notifications")
