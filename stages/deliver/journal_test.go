@@ -21,12 +21,7 @@ import (
 // (events and receipts with A's times); what A never pushed, and a later
 // attempt of an acknowledged message, B pushes.
 func TestJournalSkipsAcknowledgedPushes(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, JournalTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close) // after the journals' Close (cleanups run last in, first out)
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	opts := journalBroker(t)
 	ctx := context.Background()
 
 	sim, base := simServer(t, recipientsim.Config{})
@@ -107,12 +102,7 @@ func outputs(t *testing.T, recs []*kgo.Record) []byte {
 // acknowledgement in the topic before the call is known, and a journal
 // opened later loads the window from the topic.
 func TestJournalSyncReadsOthersAcknowledgements(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, JournalTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close) // after the journals' Close (cleanups run last in, first out)
-	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	opts := journalBroker(t)
 	ctx := context.Background()
 	a, err := OpenJournal(ctx, opts, time.Minute, quiet(), nil)
 	if err != nil {
@@ -165,4 +155,16 @@ func TestJournalSyncReadsOthersAcknowledgements(t *testing.T) {
 	if _, ok := old.Acked("99999999-2222-4333-8444-555555555555", 0); ok {
 		t.Fatal("an acknowledgement older than the window is still held")
 	}
+}
+
+// journalBroker starts a broker with the journal topic; it stops after the
+// test's journals closed (cleanups run last in, first out).
+func journalBroker(t *testing.T) []kgo.Opt {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, JournalTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
 }
