@@ -60,22 +60,26 @@ type StaticSenders map[string]string
 
 func (s StaticSenders) ReceiptEndpoint(id string) string { return s[id] }
 
-// ReceiptPusher implements receipts.Pusher: it queues the receipts of
-// sender systems with an endpoint on memo.receipts.push and returns once
-// Kafka acknowledged them (a slow endpoint never holds the receipts sink).
+// ReceiptPusher implements receipts.RecordPusher: the receipts of sender
+// systems with an endpoint go to memo.receipts.push, emitted by the
+// receipts sink in its batch's transaction (a slow endpoint never holds the
+// sink, and each receipt is queued exactly once). Push, for callers outside
+// a transaction, produces them with prod (acks=all) instead.
 type ReceiptPusher struct {
 	senders SenderEndpoints
 	prod    *kgo.Client
 }
 
-// NewReceiptPusher returns a Pusher producing with prod (acks=all).
+// NewReceiptPusher returns a Pusher; prod (acks=all) is used only by Push.
 func NewReceiptPusher(senders SenderEndpoints, prod *kgo.Client) *ReceiptPusher {
 	return &ReceiptPusher{senders: senders, prod: prod}
 }
 
-var _ receipts.Pusher = (*ReceiptPusher)(nil)
+var _ receipts.RecordPusher = (*ReceiptPusher)(nil)
 
-func (p *ReceiptPusher) Push(ctx context.Context, rs []receipts.Pushed) error {
+// PushRecords returns the queue records of the receipts whose sender system
+// takes receipts by push.
+func (p *ReceiptPusher) PushRecords(rs []receipts.Pushed) []*kgo.Record {
 	var recs []*kgo.Record
 	for _, r := range rs {
 		if p.senders.ReceiptEndpoint(r.SenderSystem) == "" {
@@ -84,6 +88,12 @@ func (p *ReceiptPusher) Push(ctx context.Context, rs []receipts.Pushed) error {
 		recs = append(recs, &kgo.Record{Topic: TopicReceiptPush, Key: []byte(r.SenderSystem), Value: r.Body,
 			Headers: []kgo.RecordHeader{{Key: headerReceiptID, Value: []byte(r.ID)}}})
 	}
+	return recs
+}
+
+// Push produces the queue records and returns once Kafka acknowledged them.
+func (p *ReceiptPusher) Push(ctx context.Context, rs []receipts.Pushed) error {
+	recs := p.PushRecords(rs)
 	if len(recs) == 0 {
 		return nil
 	}

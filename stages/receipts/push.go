@@ -3,6 +3,8 @@ package receipts
 import (
 	"context"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Pushed is one stored receipt handed to a Pusher.
@@ -35,4 +37,15 @@ type Pushed struct {
 // should carry a pipeline class (unclassified errors are retried).
 type Pusher interface {
 	Push(ctx context.Context, receipts []Pushed) error
+}
+
+// RecordPusher is a Pusher whose queue is a Kafka topic. The sink does not
+// call Push on it: it emits the records PushRecords returns in its batch,
+// so they commit in the same transaction as the batch's offsets and each
+// receipt is queued exactly once (a separate producer queued it again
+// whenever the batch was redone after the queueing, and the sender got the
+// same receipt POSTed twice).
+type RecordPusher interface {
+	Pusher
+	PushRecords(receipts []Pushed) []*kgo.Record
 }

@@ -228,11 +228,12 @@ func (s *Sink) Write(ctx context.Context, b *pipeline.Batch) error {
 		s.metrics.inserted.Add(float64(n))
 	}
 	s.offs.Done()
-	return s.push(ctx)
+	return s.push(ctx, b)
 }
 
-// push hands the batch's receipts to the Pusher, after the insert.
-func (s *Sink) push(ctx context.Context) error {
+// push hands the batch's receipts to the Pusher, after the insert: a
+// RecordPusher's records are emitted in b (exactly once, with the offsets).
+func (s *Sink) push(ctx context.Context, b *pipeline.Batch) error {
 	if s.pusher == nil {
 		return nil
 	}
@@ -240,6 +241,12 @@ func (s *Sink) push(ctx context.Context) error {
 	for i := range s.entries {
 		e := &s.entries[i]
 		out[i] = Pushed{ID: e.id, SenderSystem: e.sender, SenderOrg: e.org, Time: e.at, Body: e.body}
+	}
+	if rp, ok := s.pusher.(RecordPusher); ok {
+		for _, r := range rp.PushRecords(out) {
+			b.Emit(r)
+		}
+		return nil
 	}
 	if err := s.pusher.Push(ctx, out); err != nil {
 		return fmt.Errorf("receipts: push %d receipts: %w", len(out), err)

@@ -409,3 +409,39 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// queuePusher is a RecordPusher: one queue record per receipt, never Push.
+type queuePusher struct{ pushCalls int }
+
+func (p *queuePusher) Push(context.Context, []Pushed) error { p.pushCalls++; return nil }
+func (p *queuePusher) PushRecords(rs []Pushed) []*kgo.Record {
+	out := make([]*kgo.Record, len(rs))
+	for i, r := range rs {
+		out[i] = &kgo.Record{Topic: "queue", Key: []byte(r.SenderSystem), Value: []byte(r.ID)}
+	}
+	return out
+}
+
+// TestRecordPusherEmitsInBatch: a RecordPusher's queue records are emitted
+// in the batch (they commit with its offsets, exactly once), and Push is
+// not called; a batch redone after that emits them again only because its
+// first transaction did not commit.
+func TestRecordPusherEmitsInBatch(t *testing.T) {
+	f := newFixture(t)
+	p := &queuePusher{}
+	s := f.sink(t, WithPusher(p))
+	recs := gen{senders: 2}.records(0, 0, 0, 10, 1)
+	b := &pipeline.Batch{Records: recs}
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	f.checkExactlyOnce(t, 10)
+	if p.pushCalls != 0 || len(b.Outputs()) != 10 {
+		t.Fatalf("Push called %d times, %d records emitted; want 0 and 10", p.pushCalls, len(b.Outputs()))
+	}
+	for i, o := range b.Outputs() {
+		if string(o.Value) != ID(gen{senders: 2}.receipt(i)) {
+			t.Fatalf("emitted[%d] = %s", i, o.Value)
+		}
+	}
+}
