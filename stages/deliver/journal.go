@@ -75,7 +75,9 @@ type Journal struct {
 	head     int
 	consumed map[int32]int64 // partition → next offset to read
 	changed  chan struct{}   // closed and replaced when consumed moves
-	tailErr  error
+	// lastTimeout: the last Sync that gave up; for a minute after it,
+	// Syncs wait at most a second.
+	lastTimeout time.Time
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -237,6 +239,23 @@ func (j *Journal) run(ctx context.Context) {
 // known. It gives up after wait (then the batch may repeat a few pushes)
 // and reports why.
 func (j *Journal) Sync(ctx context.Context, wait time.Duration) error {
+	j.mu.Lock()
+	if time.Since(j.lastTimeout) < time.Minute {
+		// The reader is stuck (the broker is slow or away): do not make
+		// every batch wait the whole time.
+		wait = min(wait, time.Second)
+	}
+	j.mu.Unlock()
+	err := j.sync(ctx, wait)
+	if err != nil {
+		j.mu.Lock()
+		j.lastTimeout = time.Now()
+		j.mu.Unlock()
+	}
+	return err
+}
+
+func (j *Journal) sync(ctx context.Context, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	ends, err := j.adm.ListEndOffsets(ctx, JournalTopic)
@@ -250,7 +269,9 @@ func (j *Journal) Sync(ctx context.Context, wait time.Duration) error {
 		behind := false
 		j.mu.Lock()
 		ends.Each(func(o kadm.ListedOffset) {
-			if c, ok := j.consumed[o.Partition]; !ok || c < o.Offset {
+			// A partition added after the reader started is not read
+			// (its acknowledgements cost duplicates, not a stall).
+			if c, ok := j.consumed[o.Partition]; ok && c < o.Offset {
 				behind = true
 			}
 		})
