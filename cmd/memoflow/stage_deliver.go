@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -37,17 +38,12 @@ func init() {
 				if err := ensureRetryTopics(ctx, a, opts); err != nil {
 					return nil, err
 				}
-				rc, err := deliver.NewRetryConsumer(d, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-retry")), "memoflow-deliver-retry",
-					deliver.TransactionalID("memoflow-deliver-retry-"+a.cfg.Runner.ReplicaID), deliver.ConsumerHooks(a.kafkaMetrics()))
+				const group = "memoflow-deliver-retry"
+				rc, err := deliver.NewRetryConsumer(d, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-deliver-retry")), group, a.delayOptions(group)...)
 				if err != nil {
 					return nil, err
 				}
-				go func() {
-					if err := rc.Run(ctx); err != nil {
-						a.log.Error("deliver retry consumer stopped", "err", err)
-					}
-				}()
-				a.closers = append(a.closers, rc.Close)
+				a.runDelayConsumer(ctx, rc, a.log.With("stage", "deliver"), "deliver retry consumer stopped")
 				return deliver.NewSink(d), nil
 			},
 		},
@@ -120,18 +116,13 @@ func init() {
 					return usageErr(err)
 				}
 				log := a.log.With("stage", "receipt-push")
+				const group = "memoflow-receipt-push"
 				c, err := deliver.NewReceiptPushConsumer(deliver.DefaultReceiptPushConfig(), &deliver.RegistrySenders{View: view},
-					append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-receipt-push")), "memoflow-receipt-push", nil, time.Now, log,
-					deliver.TransactionalID("memoflow-receipt-push-"+a.cfg.Runner.ReplicaID))
+					append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-receipt-push")), group, nil, time.Now, log, a.delayOptions(group)...)
 				if err != nil {
 					return err
 				}
-				go func() {
-					if err := c.Run(ctx); err != nil {
-						log.Error("receipt push stopped", "err", err)
-					}
-				}()
-				a.closers = append(a.closers, c.Close)
+				a.runDelayConsumer(ctx, c, log, "receipt push stopped")
 				return nil
 			},
 		},
@@ -276,6 +267,27 @@ func startReceiptPoller(ctx context.Context, a *app, api *deliver.PullAPI, view 
 		_ = cl.Close()
 	})
 	return nil
+}
+
+// delayOptions are how every delay consumer of this process runs (deliver
+// retry, receipt push, forward timer): exactly-once under the
+// transactional id <group>-<replica id>, Kafka client metrics on its
+// consumer.
+func (a *app) delayOptions(group string) []deliver.DelayOption {
+	return []deliver.DelayOption{deliver.TransactionalID(group + "-" + a.cfg.Runner.ReplicaID), deliver.ConsumerHooks(a.kafkaMetrics())}
+}
+
+// runDelayConsumer runs c until ctx ends and closes it with the app.
+func (a *app) runDelayConsumer(ctx context.Context, c interface {
+	Run(context.Context) error
+	Close()
+}, log *slog.Logger, stopped string) {
+	go func() {
+		if err := c.Run(ctx); err != nil {
+			log.Error(stopped, "err", err)
+		}
+	}()
+	a.closers = append(a.closers, c.Close)
 }
 
 // ensureRetryTopics creates the schedule's delay topics (their names come

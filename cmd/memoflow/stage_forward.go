@@ -6,7 +6,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/memoflow/memoflow/pipeline"
-	"github.com/memoflow/memoflow/stages/deliver"
 	"github.com/memoflow/memoflow/stages/forward"
 )
 
@@ -53,17 +52,12 @@ func init() {
 			if err != nil {
 				return nil, usageErr(err)
 			}
-			tm, err := forward.NewTimer(st, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-forward-timer")), "memoflow-forward-timer",
-				deliver.TransactionalID("memoflow-forward-timer-"+a.cfg.Runner.ReplicaID), deliver.ConsumerHooks(a.kafkaMetrics()))
+			const group = "memoflow-forward-timer"
+			tm, err := forward.NewTimer(st, append(opts, kgo.ClientID(a.cfg.Kafka.ClientID+"-forward-timer")), group, a.delayOptions(group)...)
 			if err != nil {
 				return nil, err
 			}
-			go func() {
-				if err := tm.Run(ctx); err != nil {
-					a.log.Error("forward timer stopped", "err", err)
-				}
-			}()
-			a.closers = append(a.closers, tm.Close)
+			a.runDelayConsumer(ctx, tm, a.log, "forward timer stopped")
 			return st, nil
 		},
 	})

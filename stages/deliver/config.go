@@ -130,7 +130,7 @@ func (c *Config) RegisterFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SlowThreshold, "deliver-slow-threshold", d.SlowThreshold, "a recipient system whose pushes take longer than this on average gets its new messages in the slow lane (memo.retry.slow), so it does not hold up the others' batches (0: off)")
 	fs.IntVar(&c.RetryPollRecords, "deliver-retry-poll-records", d.RetryPollRecords, "records per poll of the retry consumer")
 	fs.IntVar(&c.BatchRecords, "deliver-batch-records", d.BatchRecords, "records per delivery batch (one transaction); with the push journal a crash repeats only the pushes in flight, without it every acknowledged push of the batch (same idempotency keys)")
-	fs.DurationVar(&c.JournalWindow, "deliver-journal-window", d.JournalWindow, "how long the push journal remembers acknowledged pushes, so a batch redone after a crash or rebalance does not push them again (memory: about 40 bytes per push in the window; 0: no journal)")
+	fs.DurationVar(&c.JournalWindow, "deliver-journal-window", d.JournalWindow, "how long the push journal remembers acknowledged pushes, so a batch redone after a crash or rebalance does not push them again (memory: about 80 bytes per push in the window; 0: no journal)")
 	fs.StringVar(&c.PullStoreDir, "deliver-pull-store-dir", d.PullStoreDir, "directory of the pull API's on-disk outbox index")
 	fs.StringVar(&c.PullBaseURL, "deliver-pull-base-url", d.PullBaseURL, "public base URL of the pull API, used in publish/subscribe notifications")
 	fs.StringVar(&c.SFTPKeyFile, "sftp-key-file", "", "memoflow's SSH private key for SFTP recipient systems (ed25519 or RSA >= 2048, unencrypted); without it SFTP deliveries fail with DELIVER_TRANSPORT_CONFIG")

@@ -185,10 +185,7 @@ func (d *Deliverer) run(ctx context.Context, items []*item) {
 		// process that held these records and died) must be known
 		// before any of them is pushed.
 		if err := d.journal.Sync(ctx, journalSyncWait); err != nil {
-			d.journal.m.syncs.WithLabelValues("timeout").Inc()
 			d.log.Warn("push journal not in sync; this batch may repeat pushes a dead process made", "err", err)
-		} else {
-			d.journal.m.syncs.WithLabelValues("ok").Inc()
 		}
 	}
 	var wg sync.WaitGroup
