@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/encoding/json"
 
 	"github.com/memoflow/memoflow/internal/chconn/chtest"
@@ -67,12 +68,8 @@ func TestStatsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	conn, chcfg := chtest.Conn(t)
-	db := fmt.Sprintf("memoflow_stats_%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
-	dir := t.TempDir()
-	api := startRun(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
-		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
+	conn, db, dir, ready := startDemoRun(t, "stats")
+	api := ready["api"]
 	token := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, "demo", name+".token"))
 		if err != nil {
@@ -227,6 +224,21 @@ func TestStatsEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &pr) != nil || pr.MessageUUID != uuid || len(pr.Events) < 2 {
 		t.Fatalf("proof of %s: %d %s", uuid, resp.StatusCode, body)
 	}
+}
+
+// startDemoRun starts `memoflow run` (every stage, the demo) on a fresh
+// var dir and a ClickHouse database of its own, named after name and
+// dropped after the test, and returns the connection, the database, the
+// var dir and the ready line's key=values (api, kafka, stages, ...).
+func startDemoRun(t *testing.T, name string) (driver.Conn, string, string, map[string]string) {
+	t.Helper()
+	conn, chcfg := chtest.Conn(t)
+	db := fmt.Sprintf("memoflow_%s_%d", name, time.Now().UnixNano())
+	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
+	dir := t.TempDir()
+	ready := startRunReady(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
+		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
+	return conn, db, dir, ready
 }
 
 // startRun starts `memoflow run` with args in-process and returns the API's

@@ -18,7 +18,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/memoflow/memoflow/internal/auth"
-	"github.com/memoflow/memoflow/internal/chconn/chtest"
 	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/records"
 	"github.com/memoflow/memoflow/schemas/registry"
@@ -173,12 +172,8 @@ func TestDemoStandardAndPickupRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	conn, chcfg := chtest.Conn(t)
-	db := fmt.Sprintf("memoflow_demostd_%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
-	dir := t.TempDir()
-	api := startRun(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
-		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
+	conn, db, dir, ready := startDemoRun(t, "demostd")
+	api := ready["api"]
 	file := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, "demo", name))
 		if err != nil {

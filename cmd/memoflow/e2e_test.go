@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memoflow/memoflow/internal/chconn/chtest"
 	"github.com/memoflow/memoflow/internal/sendclient"
 	"github.com/memoflow/memoflow/schemas/memo"
 )
@@ -23,13 +21,8 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	conn, chcfg := chtest.Conn(t)
-	db := fmt.Sprintf("memoflow_e2e_%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
-	dir := t.TempDir()
-
-	api := startRun(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
-		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
+	conn, db, dir, ready := startDemoRun(t, "e2e")
+	api := ready["api"]
 	tok, err := os.ReadFile(filepath.Join(dir, "demo", "sender.token"))
 	if err != nil {
 		t.Fatal(err)

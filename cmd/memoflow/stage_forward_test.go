@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/memoflow/memoflow/internal/chconn/chtest"
 	"github.com/memoflow/memoflow/schemas/memo"
 	"github.com/memoflow/memoflow/schemas/registry"
 	"github.com/memoflow/memoflow/stages/forward"
@@ -30,13 +28,7 @@ func TestForwardInRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	conn, chcfg := chtest.Conn(t)
-	db := fmt.Sprintf("memoflow_fwd_%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = conn.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db) })
-	dir := t.TempDir()
-
-	ready := startRunReady(t, "--var-dir", dir, "--broker-port", "0", "--http-addr", "127.0.0.1:0",
-		"--clickhouse-addr", chcfg.Addr, "--clickhouse-database", db, "--sink-batch-wait", "200ms", "--log-level", "warn")
+	conn, db, dir, ready := startDemoRun(t, "fwd")
 	api, brokers, stages := ready["api"], ready["kafka"], ready["stages"]
 	if brokers == "" {
 		t.Fatal("memoflow run printed no kafka= in its ready line")
