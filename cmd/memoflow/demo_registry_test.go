@@ -142,17 +142,12 @@ func TestDemoTransportSystems(t *testing.T) {
 	}
 }
 
-// TestDemoForwarding: the demo registry has companies that forward their
-// mailbox post to the demo's trusted third party, so a generated send
-// exercises the forward stage: route marks their letters for forwarding
-// (and only theirs), and the third party's copy has a destination, as the
-// forward stage needs (its mailbox). The setup is written once: with the
-// third party registered, nothing more is written.
-func TestDemoForwarding(t *testing.T) {
-	hash := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+// checkedView is an empty in-memory registry and a function applying
+// entities to it after the Writer's checks, as the demo seeding does.
+func checkedView(t *testing.T) (*registry.View, func([]registry.Entity)) {
 	v := registry.NewMemView()
 	w := registry.NewWriter(nil, v)
-	apply := func(es []registry.Entity) {
+	return v, func(es []registry.Entity) {
 		t.Helper()
 		for _, e := range es {
 			c := registry.NewChange(e, demoActor, time.Now())
@@ -162,6 +157,17 @@ func TestDemoForwarding(t *testing.T) {
 			v.Apply(c)
 		}
 	}
+}
+
+// TestDemoForwarding: the demo registry has companies that forward their
+// mailbox post to the demo's trusted third party, so a generated send
+// exercises the forward stage: route marks their letters for forwarding
+// (and only theirs), and the third party's copy has a destination, as the
+// forward stage needs (its mailbox). The setup is written once: with the
+// third party registered, nothing more is written.
+func TestDemoForwarding(t *testing.T) {
+	hash := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	v, apply := checkedView(t)
 	apply(demoEntities([]string{hash}, "", 3))
 	apply([]registry.Entity{&registry.System{ID: demoPull, Org: demoOrg, Name: "pull", SysKind: registry.SystemRecipient,
 		Protocol: registry.RestPull, MemoVersion: 11, Role: registry.RoleDefault}})

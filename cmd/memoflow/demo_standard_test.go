@@ -29,18 +29,7 @@ import (
 // the standard system: with or without the push system, SFTP and SMTP.
 func demoView(t *testing.T, pushURL string) (*registry.View, func([]registry.Entity)) {
 	t.Helper()
-	v := registry.NewMemView()
-	w := registry.NewWriter(nil, v)
-	apply := func(es []registry.Entity) {
-		t.Helper()
-		for _, e := range es {
-			c := registry.NewChange(e, demoActor, time.Now())
-			if err := w.Check(c); err != nil {
-				t.Fatalf("demo entity %s: %v", e.Key(), err)
-			}
-			v.Apply(c)
-		}
-	}
+	v, apply := checkedView(t)
 	apply(demoEntities([]string{strings.Repeat("ab", 32)}, pushURL, 3))
 	apply([]registry.Entity{&registry.System{ID: demoPull, Org: demoOrg, Name: "pull", SysKind: registry.SystemRecipient,
 		Protocol: registry.RestPull, MemoVersion: 11, Role: registry.RoleDefault}})
